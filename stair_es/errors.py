@@ -1,0 +1,55 @@
+"""Errors that reach a person as one actionable line.
+
+Every error the library raises on purpose derives from :class:`StairError`; the CLI prints
+``error: <message>`` and exits with the error's ``exit_code`` so scripts can tell failures apart.
+"""
+
+from __future__ import annotations
+
+
+class StairError(Exception):
+    """Base class: the message is one line that says what failed and what to do."""
+
+    exit_code = 1
+
+
+class UsageError(StairError):
+    """Bad arguments or input the user can fix."""
+
+    exit_code = 2
+
+
+class EngineError(StairError):
+    """The search engine is unreachable, refused a request, or is the wrong kind/version."""
+
+    exit_code = 3
+
+
+class ProvisionError(StairError):
+    """The local engine could not be downloaded, assembled, started or stopped."""
+
+    exit_code = 4
+
+
+class ModelError(StairError):
+    """A model directory or exported model is missing, corrupt, or does not match the index."""
+
+    exit_code = 5
+
+
+class MissingDependencyError(StairError):
+    """An optional dependency is not installed; the message carries the exact pip command."""
+
+    exit_code = 6
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional module or raise a one-line error with the exact install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{purpose} needs the '{module}' package: pip install \"stair-es[{extra}]\" ({exc})"
+        ) from exc
