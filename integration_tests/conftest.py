@@ -1,0 +1,62 @@
+"""The real engine for integration tests: never a mock, never a silent skip.
+
+``STAIR_ES_URL`` points at a running node (``.ci/run`` starts one with ``stair-es engine up``);
+without it a local OpenSearch node is started for the session on ``STAIR_ES_TEST_PORT`` (9251) and
+stopped afterwards. An unreachable engine fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration_tests" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read().decode())
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> Iterator[str]:
+    """URL of a live engine; starts (and later stops) a local node when STAIR_ES_URL is unset."""
+    url = os.environ.get("STAIR_ES_URL")
+    started_port = None
+    if not url:
+        from stair_es.local import start
+
+        started_port = int(os.environ.get("STAIR_ES_TEST_PORT", "9251"))
+        url = start(port=started_port, log=lambda m: None).url
+    try:
+        info = _get(url)
+    except (urllib.error.URLError, OSError) as exc:
+        pytest.fail(
+            f"engine at {url} is unreachable ({exc}); start one with: stair-es engine up", pytrace=False
+        )
+    assert "version" in info, info
+    yield url.rstrip("/")
+    if started_port is not None:
+        from stair_es.local import stop
+
+        stop(port=started_port, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def engine_info(engine_url: str) -> dict:
+    """``GET /`` of the engine under test."""
+    return _get(engine_url)
+
+
+@pytest.fixture(scope="session")
+def engine_distribution(engine_info: dict) -> str:
+    return engine_info["version"].get("distribution", "elasticsearch")

@@ -1,0 +1,150 @@
+"""What a local node is made of: a core distribution zip plus module jars, all from Maven Central.
+
+The ``integ-test-zip`` distributions carry only the core and the transport module; the modules we
+need (``rank_features`` lives in mapper-extras, language analyzers in analysis-common) are published
+as plain jars without their plugin descriptor, so the descriptor is written here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A Maven coordinate; ``sha256`` pins the exact bytes of the versions we test."""
+
+    group: str
+    artifact: str
+    version: str
+    packaging: str = "jar"
+    sha256: str | None = None
+
+    @property
+    def coordinate(self) -> str:
+        return f"{self.group}:{self.artifact}:{self.version}:{self.packaging}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artifact}-{self.version}.{self.packaging}"
+
+    @property
+    def repo_path(self) -> str:
+        """Path below a Maven repository root."""
+        return f"{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module folder to create under ``modules/`` with a generated descriptor."""
+
+    name: str
+    classname: str
+    jar: Artifact
+    description: str
+    extended_plugins: str = ""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One engine release that can be assembled into a runnable node home."""
+
+    engine: str  # "opensearch" | "elasticsearch"
+    version: str
+    core: Artifact
+    modules: tuple[Module, ...] = field(default_factory=tuple)
+    min_java: int = 11
+    max_java: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}-{self.version}"
+
+    @property
+    def launcher(self) -> str:
+        return f"bin/{self.engine}"
+
+    @property
+    def conf_env(self) -> str:
+        return "OPENSEARCH_PATH_CONF" if self.engine == "opensearch" else "ES_PATH_CONF"
+
+    @property
+    def java_opts_env(self) -> str:
+        return "OPENSEARCH_JAVA_OPTS" if self.engine == "opensearch" else "ES_JAVA_OPTS"
+
+    @property
+    def java_home_env(self) -> str:
+        return "OPENSEARCH_JAVA_HOME" if self.engine == "opensearch" else "ES_JAVA_HOME"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.engine}.yml"
+
+    def descriptor(self, module: Module) -> str:
+        """plugin-descriptor.properties for a module jar taken from Maven."""
+        version_key = "opensearch.version" if self.engine == "opensearch" else "elasticsearch.version"
+        return (
+            f"description={module.description}\n"
+            f"version={self.version}\n"
+            f"name={module.name}\n"
+            f"classname={module.classname}\n"
+            f"java.version=11\n"
+            f"{version_key}={self.version}\n"
+            f"extended.plugins={module.extended_plugins}\n"
+            "has.native.controller=false\n"
+        )
+
+
+def _opensearch(version: str, pins: dict[str, str] | None = None, min_java: int = 11) -> Distribution:
+    pins = pins or {}
+    plugin = "org.opensearch.plugin"
+
+    def jar(name: str) -> Artifact:
+        return Artifact(plugin, name, version, sha256=pins.get(name))
+
+    return Distribution(
+        engine="opensearch",
+        version=version,
+        core=Artifact(
+            "org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip", pins.get("opensearch")
+        ),
+        modules=(
+            Module(
+                "mapper-extras",
+                "org.opensearch.index.mapper.MapperExtrasPlugin",
+                jar("mapper-extras-client"),
+                "Adds advanced field mappers (rank_features, scaled_float, ...)",
+            ),
+            # analysis-common normally extends lang-painless only to whitelist a few classes for
+            # scripts; without painless that hook is never loaded, so it stands alone here.
+            Module(
+                "analysis-common",
+                "org.opensearch.analysis.common.CommonAnalysisPlugin",
+                jar("analysis-common"),
+                "Adds analyzers, tokenizers and filters (english, ...)",
+            ),
+        ),
+        min_java=min_java,
+    )
+
+
+DEFAULT_OPENSEARCH_VERSION = "2.19.6"
+
+# Pinned bytes of the tested release: a changed artifact is refused, not trusted.
+_PINS_2_19_6 = {
+    "opensearch": "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
+    "mapper-extras-client": "4a486870432b71a190dca3aaba91f1fba58837e4a4146b2982e8a938164a9a34",
+    "analysis-common": "187378844d92a043b935038f9ae168f7812f686b1c1c7128f8b97731baff8a1a",
+}
+
+
+def get_distribution(engine: str = "opensearch", version: str | None = None) -> Distribution:
+    """The distribution to assemble; unpinned versions are still verified against Maven's SHA-1."""
+    if engine == "opensearch":
+        version = version or DEFAULT_OPENSEARCH_VERSION
+        pins = _PINS_2_19_6 if version == "2.19.6" else None
+        major = int(version.split(".")[0])
+        return _opensearch(version, pins, min_java=21 if major >= 3 else 11)
+    from stair_es.errors import UsageError
+
+    raise UsageError(f"unknown engine '{engine}': choose opensearch")

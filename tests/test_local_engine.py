@@ -1,0 +1,82 @@
+"""Provisioning logic that does not need a download: descriptors, checksums, Java detection."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from stair_es.errors import ProvisionError
+from stair_es.local import get_distribution
+from stair_es.local.distributions import Artifact
+from stair_es.local.fetch import fetch, verify
+from stair_es.local.java import find_java
+
+
+def test_default_distribution_is_pinned_and_has_the_modules_we_need() -> None:
+    dist = get_distribution()
+    assert dist.engine == "opensearch"
+    names = {m.name for m in dist.modules}
+    assert {"mapper-extras", "analysis-common"} <= names
+    assert dist.core.sha256 and all(m.jar.sha256 for m in dist.modules)
+    desc = dist.descriptor(dist.modules[0])
+    assert f"opensearch.version={dist.version}" in desc and "classname=org.opensearch" in desc
+
+
+def test_opensearch_3_needs_java_21() -> None:
+    assert get_distribution("opensearch", "3.3.0").min_java == 21
+
+
+def test_verify_rejects_wrong_bytes(tmp_path: Path) -> None:
+    f = tmp_path / "x.jar"
+    f.write_bytes(b"hello")
+    sha1 = hashlib.sha1(b"hello").hexdigest()
+    art = Artifact("g", "x", "1")
+    verify(f, art, sha1)  # ok
+    with pytest.raises(ProvisionError, match="SHA-1"):
+        verify(f, art, hashlib.sha1(b"other").hexdigest())
+    pinned = Artifact("g", "x", "1", sha256=hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(ProvisionError, match="SHA-256"):
+        verify(f, pinned, sha1)
+    with pytest.raises(ProvisionError, match="no checksum"):
+        verify(f, art, None)
+
+
+def test_fetch_without_mvn_or_url_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STAIR_ES_MAVEN_URL", raising=False)
+    with pytest.raises(ProvisionError, match="STAIR_ES_MAVEN_URL"):
+        fetch(Artifact("g", "x", "1"), tmp_path, use_mvn=False)
+
+
+def test_fetch_over_https_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo" / "g" / "x" / "1"
+    repo.mkdir(parents=True)
+    (repo / "x-1.jar").write_bytes(b"payload")
+    (repo / "x-1.jar.sha1").write_text(hashlib.sha1(b"payload").hexdigest())
+    monkeypatch.setenv("STAIR_ES_MAVEN_URL", (tmp_path / "repo").as_uri())
+    got = fetch(Artifact("g", "x", "1"), tmp_path / "dl", use_mvn=False)
+    assert got.read_bytes() == b"payload"
+    (repo / "x-1.jar.sha1").write_text(hashlib.sha1(b"tampered").hexdigest())
+    with pytest.raises(ProvisionError, match="checksum"):
+        fetch(Artifact("g", "x", "1"), tmp_path / "dl2", use_mvn=False)
+
+
+def test_java_detection_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ProvisionError, match="no bin/java"):
+        find_java(11, explicit=str(tmp_path))
+    with pytest.raises(ProvisionError, match="wrong Java version"):
+        find_java(99)
+
+
+def test_port_taken_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stair_es.local import start
+
+    monkeypatch.setenv("STAIR_ES_CACHE", str(tmp_path))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(ProvisionError, match=f"port {port} is taken"):
+            start(port=port, log=lambda m: None)
