@@ -1,0 +1,355 @@
+"""One small interface over opensearch-py and elasticsearch-py.
+
+``connect`` asks the cluster what it is (``GET /`` over plain urllib3, because elasticsearch-py refuses
+OpenSearch servers) and returns the matching adapter. Everything above this module (indexer, query
+builder, searcher) talks only to :class:`Backend`, with request bodies as plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stair_es.engine.config import ConnectionConfig
+from stair_es.engine.mappings import IndexMeta, ModelMeta, index_body, parse_meta
+from stair_es.errors import EngineError
+
+DEFAULT_MAX_CLAUSES = 1024  # OpenSearch and ES 7 default; the ES 8.1+ auto-sized limit is never lower
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What ``GET /`` says, plus derived capabilities (see reference/engines.md)."""
+
+    distribution: str  # "opensearch" | "elasticsearch"
+    number: str
+    cluster_name: str = ""
+    lucene_version: str = ""
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        parts = [int(p) for p in re.findall(r"\d+", self.number)[:3]]
+        return tuple((parts + [0, 0, 0])[:3])  # type: ignore[return-value]
+
+    @property
+    def major(self) -> int:
+        return self.version[0]
+
+    @property
+    def supports_linear(self) -> bool:
+        """``rank_feature`` ``linear``: ES 7.12+, OpenSearch 1.1+ (backport #1025)."""
+        if self.distribution == "opensearch":
+            return self.version >= (1, 1, 0)
+        return self.version >= (7, 12, 0)
+
+    @property
+    def supports_sparse_vector_field(self) -> bool:
+        return self.distribution == "elasticsearch" and self.version >= (8, 11, 0)
+
+    @property
+    def supports_sparse_vector_query(self) -> bool:
+        return self.distribution == "elasticsearch" and self.version >= (8, 15, 0)
+
+    def describe(self) -> str:
+        name = "OpenSearch" if self.distribution == "opensearch" else "Elasticsearch"
+        return f"{name} {self.number}"
+
+
+def parse_root(body: Mapping[str, Any]) -> ClusterInfo:
+    """Build :class:`ClusterInfo` from the ``GET /`` body of either engine."""
+    version = body.get("version") or {}
+    number = str(version.get("number", ""))
+    if not number:
+        raise EngineError("the server answered GET / without a version: is this OpenSearch/Elasticsearch?")
+    tagline = str(body.get("tagline", ""))
+    is_os = version.get("distribution") == "opensearch" or "OpenSearch" in tagline
+    return ClusterInfo(
+        distribution="opensearch" if is_os else "elasticsearch",
+        number=number,
+        cluster_name=str(body.get("cluster_name", "")),
+        lucene_version=str(version.get("lucene_version", "")),
+    )
+
+
+def detect(config: ConnectionConfig) -> ClusterInfo:
+    """``GET /`` on the first URL that answers; one clear line when none does."""
+    import urllib3
+
+    kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=config.timeout), "retries": False}
+    if any(u.startswith("https://") for u in config.urls):
+        kwargs["cert_reqs"] = "CERT_REQUIRED" if config.verify_certs else "CERT_NONE"
+        if config.ca_certs:
+            kwargs["ca_certs"] = config.ca_certs
+        if not config.verify_certs:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    pool = urllib3.PoolManager(**kwargs)
+    headers = {"Accept": "application/json", **config.auth_headers()}
+    problems = []
+    for url in config.urls:
+        try:
+            resp = pool.request("GET", url + "/", headers=headers)
+        except Exception as exc:  # noqa: BLE001 - any transport failure means "try the next URL"
+            problems.append(f"{url}: {type(exc).__name__}")
+            continue
+        if resp.status in (401, 403):
+            raise EngineError(
+                f"{url} refused the credentials (HTTP {resp.status}): check user/password/API key"
+            )
+        if resp.status != 200:
+            problems.append(f"{url}: HTTP {resp.status}")
+            continue
+        try:
+            return parse_root(json.loads(resp.data))
+        except ValueError:
+            problems.append(f"{url}: not JSON")
+    raise EngineError(
+        f"cannot reach a search engine at {'; '.join(problems)} "
+        "(start one with `stair-es engine up` or set STAIR_ES_URL)"
+    )
+
+
+class Backend:
+    """Operations stair-es needs, the same on both engines. Adapters set ``client`` and ``helpers``."""
+
+    client: Any
+    helpers: Any
+
+    def __init__(self, config: ConnectionConfig, info: ClusterInfo) -> None:
+        self.config = config
+        self.info = info
+        self._max_clauses: int | None = None
+        self._plugins: set[str] | None = None
+
+    # error handling ---------------------------------------------------------------------------
+    def _error_status(self, exc: BaseException) -> int | None:  # pragma: no cover - adapters override
+        return None
+
+    def _error_reason(self, exc: BaseException) -> str:
+        body = getattr(exc, "body", None) or getattr(exc, "info", None)
+        if isinstance(body, Mapping):
+            err = body.get("error")
+            if isinstance(err, Mapping):
+                causes = err.get("root_cause") or []
+                first = causes[0] if causes and isinstance(causes[0], Mapping) else err
+                return f"{first.get('type', 'error')}: {first.get('reason', '')}".strip()
+            if err:
+                return str(err)
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a client call; any failure becomes one :class:`EngineError` line."""
+        try:
+            resp = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated, chained
+            status = self._error_status(exc)
+            where = f" (HTTP {status})" if status else ""
+            raise EngineError(
+                f"{what} failed on {self.info.describe()}{where}: {self._error_reason(exc)}"
+            ) from exc
+        return getattr(resp, "body", resp)
+
+    def is_not_found(self, exc: BaseException) -> bool:
+        cause = exc.__cause__ or exc
+        return self._error_status(cause) == 404
+
+    # cluster ----------------------------------------------------------------------------------
+    @property
+    def distribution(self) -> str:
+        return self.info.distribution
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        return self.info.version
+
+    def plugins(self) -> set[str]:
+        if self._plugins is None:
+            rows = self._call("listing plugins", self.client.cat.plugins, format="json")
+            self._plugins = {str(r.get("component", "")) for r in rows or []}
+        return self._plugins
+
+    @property
+    def has_neural_sparse(self) -> bool:
+        """OpenSearch neural-search plugin (2.14+ for raw ``query_tokens``)."""
+        return (
+            self.distribution == "opensearch"
+            and self.version >= (2, 14, 0)
+            and any("neural-search" in p for p in self.plugins())
+        )
+
+    def max_clause_count(self) -> int:
+        """The engine's bool clause limit (ES 8.1+: at least 1024, auto-sized, setting ignored)."""
+        if self._max_clauses is None:
+            limit = DEFAULT_MAX_CLAUSES
+            if self.distribution == "opensearch" or self.info.major < 8:
+                resp = self._call(
+                    "reading cluster settings",
+                    self.client.cluster.get_settings,
+                    include_defaults=True,
+                    filter_path="**.max_clause_count",
+                )
+                for scope in ("transient", "persistent", "defaults"):
+                    value = _dig(resp.get(scope) or {}, "indices.query.bool.max_clause_count")
+                    if value is not None:
+                        limit = int(value)
+                        break
+            self._max_clauses = limit
+        return self._max_clauses
+
+    # indices ----------------------------------------------------------------------------------
+    def index_exists(self, index: str) -> bool:
+        return bool(self._call(f"checking index '{index}'", self.client.indices.exists, index=index))
+
+    def create_index(
+        self,
+        index: str,
+        model: ModelMeta,
+        *,
+        shards: int = 1,
+        replicas: int = 0,
+        refresh_interval: str = "1s",
+        token_field_type: str = "rank_features",
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model."""
+        if self.index_exists(index):
+            if not exist_ok:
+                raise EngineError(f"index '{index}' already exists (delete it or pass exist_ok/--append)")
+            self.check_model(index, model.model_id, model.vocab_hash)
+            return {"acknowledged": True, "existing": True}
+        body = index_body(
+            self.distribution,
+            model,
+            shards=shards,
+            replicas=replicas,
+            refresh_interval=refresh_interval,
+            token_field_type=token_field_type,
+        )
+        return self._call(f"creating index '{index}'", self.client.indices.create, index=index, body=body)
+
+    def delete_index(self, index: str, missing_ok: bool = True) -> bool:
+        if missing_ok and not self.index_exists(index):
+            return False
+        self._call(f"deleting index '{index}'", self.client.indices.delete, index=index)
+        return True
+
+    def index_meta(self, index: str) -> IndexMeta:
+        if not self.index_exists(index):
+            raise EngineError(f"index '{index}' does not exist on {self.info.describe()}")
+        resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
+        entry = next(iter(resp.values()))
+        return parse_meta(index, entry.get("mappings") or {})
+
+    def check_model(self, index: str, model_id: str, vocab_hash: str) -> IndexMeta:
+        """The index's metadata, or :class:`~stair_es.errors.ModelError` when the model differs."""
+        meta = self.index_meta(index)
+        meta.check(index, model_id, vocab_hash)
+        return meta
+
+    def get_settings(self, index: str) -> dict[str, Any]:
+        resp = self._call(f"reading settings of '{index}'", self.client.indices.get_settings, index=index)
+        return next(iter(resp.values()))["settings"]["index"]
+
+    def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
+        self._call(
+            f"updating settings of '{index}'",
+            self.client.indices.put_settings,
+            index=index,
+            body={"index": settings},
+        )
+
+    def refresh(self, index: str) -> None:
+        self._call(f"refreshing '{index}'", self.client.indices.refresh, index=index)
+
+    def store_size_bytes(self, index: str) -> int:
+        """Primary store size (after a flush), for bytes-per-document figures."""
+        resp = self._call(
+            f"reading stats of '{index}'", self.client.indices.stats, index=index, metric="store"
+        )
+        return int(resp["indices"][index]["primaries"]["store"]["size_in_bytes"])
+
+    def force_merge(self, index: str, max_segments: int = 1) -> None:
+        self._call(
+            f"force-merging '{index}'",
+            self.client.indices.forcemerge,
+            index=index,
+            max_num_segments=max_segments,
+            request_timeout=max(600.0, self.config.timeout),
+        )
+
+    # documents --------------------------------------------------------------------------------
+    def streaming_bulk(self, actions: Iterable[dict[str, Any]], **kwargs: Any) -> Iterator[tuple[bool, Any]]:
+        """The client's own ``helpers.streaming_bulk`` (429 retries with backoff live there)."""
+        return self.helpers.streaming_bulk(self.client, actions, **kwargs)
+
+    def index_document(
+        self, index: str, doc_id: str, source: Mapping[str, Any], refresh: bool = False
+    ) -> None:
+        """One document per request: what the bulk benchmark compares against."""
+        self._call(
+            f"indexing '{doc_id}'",
+            self.client.index,
+            index=index,
+            id=doc_id,
+            body=dict(source),
+            refresh="true" if refresh else "false",
+        )
+
+    def delete_documents(self, index: str, ids: Iterable[str]) -> int:
+        actions = ({"_op_type": "delete", "_index": index, "_id": i} for i in ids)
+        deleted = 0
+        for ok, _item in self.streaming_bulk(actions, raise_on_error=False, raise_on_exception=False):
+            deleted += int(ok)
+        return deleted
+
+    def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
+        body = {"query": dict(query)} if query else None
+        return int(self._call(f"counting '{index}'", self.client.count, index=index, body=body)["count"])
+
+    def search(self, index: str, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
+        return self._call(f"searching '{index}'", self.client.search, index=index, body=dict(body), **params)
+
+    def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        lines: list[Any] = []
+        for body in bodies:
+            lines += [{"index": index}, dict(body)]
+        resp = self._call(f"multi-searching '{index}'", self.client.msearch, body=lines)
+        return list(resp["responses"])
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _dig(tree: Mapping[str, Any], dotted: str) -> Any:
+    """Look up ``a.b.c`` in either nested or flat settings."""
+    if dotted in tree:
+        return tree[dotted]
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def connect(config: ConnectionConfig | None = None, **overrides: Any) -> Backend:
+    """Detect the engine and return its adapter. ``connect()`` reads ``STAIR_ES_*`` variables."""
+    config = config if config is not None else ConnectionConfig.from_env(**overrides)
+    info = detect(config)  # needed for the version even when the distribution is given
+    if config.distribution != "auto":
+        info = ClusterInfo(config.distribution, info.number, info.cluster_name, info.lucene_version)
+    if info.distribution == "opensearch":
+        from stair_es.engine.opensearch_backend import OpenSearchBackend
+
+        return OpenSearchBackend(config, info)
+    from stair_es.engine.elasticsearch_backend import ElasticsearchBackend
+
+    return ElasticsearchBackend(config, info)

@@ -1,0 +1,329 @@
+"""Bulk indexing that loses nothing: every input document ends up indexed, failed or skipped, and
+every failed or skipped one is written to a failures JSONL with the reason.
+
+Documents get deterministic ids (content hash, see :func:`document_id`) so re-running a load
+overwrites instead of duplicating. Weights the engine would reject (<= 0, NaN, inf) are dropped on the
+client; optional document-side pruning keeps the heaviest tokens. Large loads relax
+``refresh_interval``/replicas while they run and restore them afterwards, even on errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from stair_es.engine.backend import Backend
+from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD
+from stair_es.sparse import SparseVector, storable_mask
+
+META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
+
+
+@dataclass
+class Document:
+    """One thing to index: an image, a text, or an image with its caption.
+
+    Token maps use raw tokens (``u.s.``, ``##s``); feature-name escaping happens here, once.
+    """
+
+    image_tokens: SparseVector | Mapping[str, float] | None = None
+    text_tokens: SparseVector | Mapping[str, float] | None = None
+    caption: str | None = None
+    path: str | None = None
+    url: str | None = None
+    content_hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mime: str | None = None
+    user: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Document:
+        """From a JSON record (e.g. a line of ``stair-es encode`` output); unknown keys go to ``user``."""
+        known = {"image_tokens", "text_tokens", "caption", "user", "id", *META_FIELDS}
+        user = dict(data.get("user") or {})
+        user.update({k: v for k, v in data.items() if k not in known})
+        kwargs = {k: data[k] for k in known - {"user"} if data.get(k) is not None}
+        for key in ("image_tokens", "text_tokens"):
+            if key in kwargs:
+                kwargs[key] = _as_token_map(key, kwargs[key])
+        return cls(user=user, **kwargs)
+
+
+def _as_token_map(key: str, value: Any) -> SparseVector | Mapping[str, float]:
+    if isinstance(value, (SparseVector, Mapping)):
+        return value
+    if isinstance(value, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        return {str(t): w for t, w in value}
+    raise ValueError(f"{key} must be an object token->weight or a list of [token, weight] pairs")
+
+
+def _clean(tokens: SparseVector | Mapping[str, float] | None) -> tuple[SparseVector | None, int]:
+    """A SparseVector of storable weights and the number of dropped entries."""
+    if tokens is None:
+        return None, 0
+    if isinstance(tokens, SparseVector):
+        keep = storable_mask(tokens.weights)
+        dropped = int((~keep).sum())
+        vec = tokens if not dropped else SparseVector.from_arrays(tokens.tokens, tokens.weights, tokens.ids)
+        return vec, dropped
+    names = [str(t) for t in tokens]
+    try:
+        weights = np.array([float(w) for w in tokens.values()], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"token weights must be numbers ({exc})") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        w32 = weights.astype(np.float32)
+    vec = SparseVector.from_arrays(names, w32)
+    return vec, len(names) - len(vec)
+
+
+def document_id(doc: Document, source: Mapping[str, Any]) -> str:
+    """Stable id: the caller's id, else sha256 of content hash + caption (path/url/tokens as fallback).
+
+    The caption is part of the key so one image indexed with several captions gives several docs.
+    """
+    if doc.id:
+        return str(doc.id)
+    parts = ["v1", doc.content_hash or "", doc.caption or ""]
+    if not doc.content_hash:
+        parts.append(doc.path or doc.url or "")
+        if not (doc.path or doc.url or doc.caption):
+            for name in (IMAGE_FIELD, TEXT_FIELD):
+                parts.append(json.dumps(source.get(name) or {}, sort_keys=True))
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class IndexerOptions:
+    """Chunking, retries, pruning and bulk-load settings.
+
+    ``max_chunk_bytes`` caps the request body (Elastic's advice: a few MB, never hundreds).
+    ``relax_after``: once this many documents have been queued, refresh is disabled and replicas set
+    to 0 until the load ends (``None`` never relaxes).
+    """
+
+    chunk_size: int = 500
+    max_chunk_bytes: int = 8 * 1024 * 1024
+    max_retries: int = 5
+    initial_backoff: float = 1.0
+    max_backoff: float = 60.0
+    top_k: int | None = None
+    min_weight: float = 0.0
+    mass: float | None = None
+    relax_after: int | None = 5_000
+    refresh_at_end: bool = True
+
+
+@dataclass
+class IndexSummary:
+    """Counts that add up: ``total == indexed + failed + skipped``."""
+
+    index: str
+    total: int = 0
+    indexed: int = 0
+    created: int = 0
+    updated: int = 0
+    failed: int = 0
+    skipped: int = 0
+    dropped_weights: int = 0
+    pruned_weights: int = 0
+    seconds: float = 0.0
+    failures_path: str | None = None
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.skipped == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "docs_per_second": round(self.docs_per_second, 1)}
+
+    def line(self) -> str:
+        text = (
+            f"{self.indexed} indexed ({self.created} new, {self.updated} replaced), {self.failed} failed, "
+            f"{self.skipped} skipped of {self.total} in {self.seconds:.1f}s "
+            f"({self.docs_per_second:.0f} docs/s)"
+        )
+        if self.failures_path and (self.failed or self.skipped):
+            text += f"; reasons in {self.failures_path}"
+        return text
+
+
+class Indexer:
+    """Stream documents into ``index`` with the client's ``streaming_bulk``.
+
+    Per-item failures never raise: they are counted and written to ``failures_path`` (JSONL, one
+    object per failed/skipped document with its id, path/caption and the engine's reason).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        index: str,
+        *,
+        failures_path: str | Path | None = None,
+        options: IndexerOptions | None = None,
+    ) -> None:
+        self.backend = backend
+        self.index = index
+        self.failures_path = Path(failures_path) if failures_path else None
+        self.options = options or IndexerOptions()
+
+    # preparation ------------------------------------------------------------------------------
+    def prepare(self, doc: Document | Mapping[str, Any], summary: IndexSummary) -> tuple[str, dict[str, Any]]:
+        """The ``(id, _source)`` pair; raises ValueError with a human reason for bad documents."""
+        if not isinstance(doc, Document):
+            if not isinstance(doc, Mapping):
+                raise ValueError(f"expected a document object, got {type(doc).__name__}")
+            doc = Document.from_mapping(doc)
+        opts = self.options
+        source: dict[str, Any] = {}
+        kinds = []
+        for name, tokens, kind in (
+            (IMAGE_FIELD, doc.image_tokens, "image"),
+            (TEXT_FIELD, doc.text_tokens, "text"),
+        ):
+            vec, dropped = _clean(tokens)
+            summary.dropped_weights += dropped
+            if vec is None or len(vec) == 0:
+                continue
+            pruned = vec.prune(top_k=opts.top_k, min_weight=opts.min_weight, mass=opts.mass)
+            summary.pruned_weights += len(vec) - len(pruned)
+            source[name] = pruned.to_features()
+            kinds.append(kind)
+        if doc.caption:
+            source[CAPTION_FIELD] = doc.caption
+        if not kinds:
+            raise ValueError("no token with a positive finite weight (nothing searchable)")
+        has_text = "text" in kinds or bool(doc.caption)
+        source["modality"] = "image+text" if "image" in kinds and has_text else kinds[0]
+        for name in META_FIELDS:
+            value = getattr(doc, name)
+            if value is not None:
+                source[name] = value
+        if doc.user:
+            source["user"] = doc.user
+        return document_id(doc, source), source
+
+    # running ----------------------------------------------------------------------------------
+    def index_documents(self, docs: Iterable[Document | Mapping[str, Any]]) -> IndexSummary:
+        summary = IndexSummary(
+            index=self.index, failures_path=str(self.failures_path) if self.failures_path else None
+        )
+        start = time.perf_counter()
+        failures: IO[str] | None = None
+        relaxed: dict[str, Any] | None = None
+        in_flight: dict[str, dict[str, Any]] = {}
+
+        def record(entry: dict[str, Any]) -> None:
+            nonlocal failures
+            if self.failures_path is None:
+                return
+            if failures is None:
+                self.failures_path.parent.mkdir(parents=True, exist_ok=True)
+                failures = self.failures_path.open("a", encoding="utf-8")
+            failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+        def actions() -> Iterator[dict[str, Any]]:
+            nonlocal relaxed
+            for position, doc in enumerate(docs):
+                summary.total += 1
+                try:
+                    doc_id, source = self.prepare(doc, summary)
+                except (ValueError, TypeError) as exc:
+                    summary.skipped += 1
+                    record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+                    continue
+                in_flight[doc_id] = {"position": position, **_describe(source)}
+                if (
+                    relaxed is None
+                    and self.options.relax_after is not None
+                    and summary.total >= self.options.relax_after
+                ):
+                    relaxed = self._relax()
+                yield {"_op_type": "index", "_index": self.index, "_id": doc_id, "_source": source}
+
+        try:
+            for ok, item in self.backend.streaming_bulk(
+                actions(),
+                chunk_size=self.options.chunk_size,
+                max_chunk_bytes=self.options.max_chunk_bytes,
+                max_retries=self.options.max_retries,
+                initial_backoff=self.options.initial_backoff,
+                max_backoff=self.options.max_backoff,
+                raise_on_error=False,
+                raise_on_exception=False,
+                yield_ok=True,
+            ):
+                result = next(iter(item.values())) if isinstance(item, Mapping) and item else {}
+                doc_id = str(result.get("_id", ""))
+                described = in_flight.pop(doc_id, {})
+                if ok:
+                    summary.indexed += 1
+                    if result.get("result") == "updated":
+                        summary.updated += 1
+                    else:
+                        summary.created += 1
+                else:
+                    summary.failed += 1
+                    record({"id": doc_id, "stage": "engine", **described, **_engine_reason(result)})
+        finally:
+            if relaxed is not None:
+                self._restore(relaxed)
+            if failures is not None:
+                failures.close()
+            if self.options.refresh_at_end and summary.indexed:
+                self.backend.refresh(self.index)
+            summary.seconds = time.perf_counter() - start
+        return summary
+
+    def _relax(self) -> dict[str, Any]:
+        current = self.backend.get_settings(self.index)
+        previous = {
+            "refresh_interval": current.get("refresh_interval"),  # None resets to the default
+            "number_of_replicas": current.get("number_of_replicas"),
+        }
+        self.backend.put_settings(self.index, {"refresh_interval": "-1", "number_of_replicas": 0})
+        return previous
+
+    def _restore(self, previous: dict[str, Any]) -> None:
+        self.backend.put_settings(self.index, previous)
+
+
+def _describe(doc: Any) -> dict[str, Any]:
+    """Enough to find a document again: path/url/hash/caption (shortened)."""
+    get = doc.get if isinstance(doc, Mapping) else (lambda k, d=None: getattr(doc, k, d))
+    out = {}
+    for key in ("id", "path", "url", "content_hash"):
+        value = get(key, None)
+        if value:
+            out[key] = value
+    caption = get("caption", None)
+    if caption:
+        out["caption"] = caption if len(caption) <= 200 else caption[:197] + "..."
+    return out
+
+
+def _engine_reason(result: Mapping[str, Any]) -> dict[str, Any]:
+    error = result.get("error")
+    status = result.get("status")
+    if isinstance(error, Mapping):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason += f" ({cause.get('type', '')}: {cause['reason']})"
+    else:
+        reason = str(error or result.get("exception") or "unknown error")
+    return {"status": status, "reason": reason}

@@ -1,0 +1,128 @@
+"""Index bodies and the ``_meta`` block that ties an index to one model.
+
+The templates live in ``mappings/<distribution>.json``; this module fills in shards, replicas, the
+token field type and ``_meta.stair_es`` (model id + vocabulary hash), and reads that block back so
+that a query with another model fails with one clear line instead of silently returning nonsense.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stair_es import __version__
+from stair_es.errors import ModelError, UsageError
+from stair_es.mappings_data import load
+
+SCHEMA_VERSION = 1
+FEATURE_NAME_ENCODING = "percent-dot-v1"  # stair_es.sparse.encode_feature_name
+IMAGE_FIELD = "image_tokens"
+TEXT_FIELD = "text_tokens"
+CAPTION_FIELD = "caption"
+TOKEN_FIELDS = {"image": IMAGE_FIELD, "text": TEXT_FIELD}
+TOKEN_FIELD_TYPES = ("rank_features", "sparse_vector")
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What identifies the encoder whose token maps an index holds."""
+
+    model_id: str
+    vocab_hash: str
+    vocab_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model_id or not self.vocab_hash:
+            raise UsageError("model_id and vocab_hash must both be non-empty")
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """``_meta.stair_es`` of an existing index."""
+
+    model: ModelMeta
+    token_field_type: str
+    schema_version: int
+    feature_names: str
+    library_version: str | None = None
+
+    def check(self, index: str, model_id: str, vocab_hash: str) -> None:
+        """Raise :class:`ModelError` unless the index was built with this model and vocabulary."""
+        if self.model.vocab_hash != vocab_hash or self.model.model_id != model_id:
+            raise ModelError(
+                f"index '{index}' was built with model '{self.model.model_id}' "
+                f"(vocab {self.model.vocab_hash[:12]}) but this query uses model '{model_id}' "
+                f"(vocab {vocab_hash[:12]}): use the matching model or re-index"
+            )
+
+
+def index_body(
+    distribution: str,
+    model: ModelMeta,
+    *,
+    shards: int = 1,
+    replicas: int = 0,
+    refresh_interval: str = "1s",
+    token_field_type: str = "rank_features",
+    extra_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``PUT /<index>`` body for ``distribution`` ("opensearch" or "elasticsearch").
+
+    ``token_field_type="sparse_vector"`` (Elasticsearch 8.11+ only) stores tokens in ES's
+    ``sparse_vector`` field so the native ``sparse_vector`` query can be used; ``rank_feature``
+    queries do not work on it, so the query builder switches to ``term`` clauses (same scores).
+    """
+    if distribution not in ("opensearch", "elasticsearch"):
+        raise UsageError(f"unknown distribution {distribution!r}")
+    if token_field_type not in TOKEN_FIELD_TYPES:
+        raise UsageError(f"token_field_type must be one of {TOKEN_FIELD_TYPES}, got {token_field_type!r}")
+    if token_field_type == "sparse_vector" and distribution != "elasticsearch":
+        raise UsageError("sparse_vector token fields need Elasticsearch 8.11+; use rank_features")
+    if shards < 1 or replicas < 0:
+        raise UsageError(f"shards must be >= 1 and replicas >= 0, got {shards}/{replicas}")
+    body = copy.deepcopy(load(distribution))
+    settings = body["settings"]["index"]
+    settings.update(
+        {"number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": refresh_interval}
+    )
+    if extra_settings:
+        settings.update(extra_settings)
+    props = body["mappings"]["properties"]
+    for name in TOKEN_FIELDS.values():
+        props[name] = {"type": token_field_type}
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model_id": model.model_id,
+        "vocab_hash": model.vocab_hash,
+        "feature_names": FEATURE_NAME_ENCODING,
+        "token_field_type": token_field_type,
+        "library_version": __version__,
+    }
+    if model.vocab_size is not None:
+        meta["vocab_size"] = int(model.vocab_size)
+    body["mappings"]["_meta"] = {"stair_es": meta}
+    return body
+
+
+def parse_meta(index: str, mapping: Mapping[str, Any]) -> IndexMeta:
+    """Read ``_meta.stair_es`` from a ``GET /<index>/_mapping`` entry's ``mappings`` object."""
+    meta = (mapping.get("_meta") or {}).get("stair_es")
+    if not isinstance(meta, Mapping) or "model_id" not in meta or "vocab_hash" not in meta:
+        raise ModelError(
+            f"index '{index}' has no stair-es model metadata (_meta.stair_es): "
+            "it was not created by stair-es; create it with stair-es or choose another index"
+        )
+    if meta.get("feature_names", FEATURE_NAME_ENCODING) != FEATURE_NAME_ENCODING:
+        raise ModelError(
+            f"index '{index}' uses feature-name encoding {meta.get('feature_names')!r}; "
+            f"this stair-es ({__version__}) writes {FEATURE_NAME_ENCODING!r}: re-index"
+        )
+    return IndexMeta(
+        model=ModelMeta(str(meta["model_id"]), str(meta["vocab_hash"]), meta.get("vocab_size")),
+        token_field_type=str(meta.get("token_field_type", "rank_features")),
+        schema_version=int(meta.get("schema_version", SCHEMA_VERSION)),
+        feature_names=str(meta.get("feature_names", FEATURE_NAME_ENCODING)),
+        library_version=meta.get("library_version"),
+    )

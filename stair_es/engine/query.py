@@ -1,0 +1,250 @@
+"""Query bodies for the STAIR dot product, as plain dicts (no client needed, easy to test).
+
+Exact mode: ``bool.should`` of ``rank_feature`` clauses with ``"linear": {}`` and ``boost`` = query
+weight, so the score is sum_t q_t * trunc9(d_t), the STAIR dot product up to the engine's 9-bit
+storage. The default ``saturation`` function would silently turn this into something else.
+
+Every query token is one bool clause and engines cap clauses (OpenSearch/ES 7: 1024, whole tree), so
+query vectors are pruned (heaviest first) to stay below that cap; the pruned count is reported.
+
+Two-phase mode works on any version without plugins: phase 1 scores only the heaviest tokens, then a
+``rescore`` re-scores a window with the full query. The rescore uses ``query_weight: 0`` and
+``rescore_query_weight: 1`` so rescored scores *equal* the exact dot product (the default weights of
+1/1 would add the phase-1 score on top).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stair_es.sparse import SparseVector, encode_feature_name
+
+MODES = ("exact", "two_phase", "hybrid", "native", "bm25")
+DSL_QUERY_TYPES = frozenset(
+    "bool term terms range exists match match_phrase prefix wildcard ids query_string "
+    "simple_query_string regexp fuzzy nested match_all match_none".split()
+)
+NEURAL_SPARSE_MAX_WEIGHT = 64.0  # Lucene FeatureField.newLinearQuery refuses weights outside (0, 64]
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """Knobs with safe defaults; every pruning step keeps the heaviest tokens.
+
+    ``max_clauses``: cap on sparse clauses, further lowered to stay ``clause_margin`` below the
+    engine limit once BM25/filter clauses are counted. ``top_k``/``mass``/``min_weight``: optional
+    query-side pruning. Two-phase: phase 1 keeps tokens with weight >= ``phase1_ratio`` x max weight
+    (at least ``phase1_min_tokens``, at most ``phase1_max_tokens``); the window is
+    ``window_factor`` x (from + size), clamped to [``min_window``, ``max_window``].
+    """
+
+    max_clauses: int = 1000
+    clause_margin: int = 16
+    top_k: int | None = None
+    mass: float | None = None
+    min_weight: float = 0.0
+    phase1_ratio: float = 0.4
+    phase1_min_tokens: int = 4
+    phase1_max_tokens: int = 64
+    window_factor: int = 10
+    min_window: int = 100
+    max_window: int = 10_000
+    sparse_weight: float = 1.0
+    bm25_weight: float = 1.0
+    track_total_hits: bool = False
+
+
+@dataclass
+class QueryPlan:
+    """What was sent and why: the tokens actually used (for explanations) and what was pruned."""
+
+    body: dict[str, Any]
+    mode: str
+    fields: tuple[str, ...]
+    used: SparseVector
+    pruned_tokens: int = 0
+    phase1_tokens: int = 0
+    window: int = 0
+    score_scale: float = 1.0  # multiply engine scores by this (neural_sparse weight scaling)
+    notes: list[str] = field(default_factory=list)
+
+
+def prune_query(vec: SparseVector, options: QueryOptions, clause_budget: int) -> tuple[SparseVector, int]:
+    """Apply ``min_weight``/``top_k``/``mass`` then the clause budget; returns (kept, dropped count)."""
+    kept = vec.prune(top_k=options.top_k, min_weight=options.min_weight, mass=options.mass)
+    if len(kept) > clause_budget:
+        kept = kept.prune(top_k=max(clause_budget, 1))
+    return kept, len(vec) - len(kept)
+
+
+def clause_budget(options: QueryOptions, engine_limit: int, reserved: int, n_fields: int = 1) -> int:
+    """Sparse clauses allowed per token field."""
+    room = min(options.max_clauses, engine_limit - options.clause_margin) - reserved
+    return max(room // max(n_fields, 1), 1)
+
+
+def sparse_clauses(
+    field_name: str, vec: SparseVector, field_type: str = "rank_features"
+) -> list[dict[str, Any]]:
+    """One linear clause per token (``term`` clauses on ES ``sparse_vector`` fields: same score)."""
+    if field_type == "sparse_vector":
+        return [
+            {"term": {field_name: {"value": encode_feature_name(t), "boost": float(w)}}}
+            for t, w in zip(vec.tokens, vec.weights, strict=False)
+        ]
+    return [
+        {"rank_feature": {"field": f"{field_name}.{encode_feature_name(t)}", "linear": {}, "boost": float(w)}}
+        for t, w in zip(vec.tokens, vec.weights, strict=False)
+    ]
+
+
+def dot_product_query(
+    fields: Sequence[str], vec: SparseVector, field_type: str = "rank_features"
+) -> dict[str, Any]:
+    """Exact dot product against one token field, or the best of several (``dis_max``)."""
+    per_field = [{"bool": {"should": sparse_clauses(f, vec, field_type)}} for f in fields]
+    if len(per_field) == 1:
+        return per_field[0]
+    return {"dis_max": {"queries": per_field, "tie_breaker": 0.0}}
+
+
+def native_query(fields: Sequence[str], vec: SparseVector, distribution: str) -> tuple[dict[str, Any], float]:
+    """ES ``sparse_vector`` (``prune: false`` = exact) or OpenSearch ``neural_sparse`` raw tokens.
+
+    neural_sparse refuses weights above 64, so the query is scaled down and the returned factor
+    scales scores back.
+    """
+    tokens = {encode_feature_name(t): float(w) for t, w in zip(vec.tokens, vec.weights, strict=False)}
+    scale = 1.0
+    if distribution == "opensearch":
+        top = max(tokens.values(), default=0.0)
+        if top > NEURAL_SPARSE_MAX_WEIGHT:
+            scale = top / NEURAL_SPARSE_MAX_WEIGHT
+            tokens = {t: w / scale for t, w in tokens.items()}
+        per_field = [{"neural_sparse": {f: {"query_tokens": tokens}}} for f in fields]
+    else:
+        per_field = [{"sparse_vector": {"field": f, "query_vector": tokens, "prune": False}} for f in fields]
+    if len(per_field) == 1:
+        return per_field[0], scale
+    return {"dis_max": {"queries": per_field, "tie_breaker": 0.0}}, scale
+
+
+def normalize_filters(filter: Any) -> list[dict[str, Any]]:
+    """Accept DSL clause(s) or a ``{field: value | [values]}`` shorthand (turned into term/terms)."""
+    if filter is None:
+        return []
+    if isinstance(filter, Sequence) and not isinstance(filter, (str, bytes)):
+        out: list[dict[str, Any]] = []
+        for item in filter:
+            out += normalize_filters(item)
+        return out
+    if not isinstance(filter, Mapping):
+        raise TypeError(f"filter must be a mapping or a list of mappings, got {type(filter).__name__}")
+    if len(filter) == 1 and next(iter(filter)) in DSL_QUERY_TYPES:
+        return [dict(filter)]
+    clauses = []
+    for name, value in filter.items():
+        if isinstance(value, (list, tuple, set)):
+            clauses.append({"terms": {name: list(value)}})
+        else:
+            clauses.append({"term": {name: value}})
+    return clauses
+
+
+def _with_filters(query: dict[str, Any], filters: list[dict[str, Any]]) -> dict[str, Any]:
+    if not filters:
+        return query
+    return {"bool": {"must": [query], "filter": filters}}
+
+
+def build_query(
+    vec: SparseVector | None,
+    fields: Sequence[str],
+    *,
+    mode: str = "exact",
+    size: int = 10,
+    from_: int = 0,
+    filter: Any = None,
+    caption: str | None = None,
+    caption_field: str = "caption",
+    options: QueryOptions | None = None,
+    engine_limit: int = 1024,
+    field_type: str = "rank_features",
+    distribution: str = "opensearch",
+    source: Any = True,
+) -> QueryPlan:
+    """The search body for ``mode`` (see :data:`MODES`) with pruning, filters and pagination."""
+    options = options or QueryOptions()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if size < 0 or from_ < 0:
+        raise ValueError("size and from must be >= 0")
+    if mode in ("hybrid", "bm25") and not caption:
+        raise ValueError(f"mode '{mode}' needs query text for BM25 on captions")
+    if mode != "bm25" and (vec is None or len(vec) == 0):
+        raise ValueError("the query vector has no token with a positive weight")
+    filters = normalize_filters(filter)
+    bm25 = {"match": {caption_field: {"query": caption, "boost": options.bm25_weight}}} if caption else None
+    reserved = len(filters) + 1 + (len(caption.split()) + 1 if bm25 and mode == "hybrid" else 0)
+    budget = clause_budget(options, engine_limit, reserved, len(fields))
+    body: dict[str, Any] = {"size": size, "track_total_hits": options.track_total_hits, "_source": source}
+    if from_:
+        body["from"] = from_
+    empty = SparseVector.from_arrays([], np.zeros(0, dtype=np.float32))
+    plan = QueryPlan(body=body, mode=mode, fields=tuple(fields), used=empty)
+
+    if mode == "bm25":
+        body["query"] = _with_filters(bm25 or {"match_none": {}}, filters)
+        return plan
+    assert vec is not None
+    used, plan.pruned_tokens = prune_query(vec, options, budget)
+    plan.used = used
+    if plan.pruned_tokens:
+        plan.notes.append(f"query pruned to {len(used)} of {len(vec)} tokens (clause cap {budget})")
+
+    if mode == "native":
+        query, plan.score_scale = native_query(fields, used, distribution)
+        body["query"] = _with_filters(query, filters)
+    elif mode == "exact":
+        body["query"] = _with_filters(dot_product_query(fields, used, field_type), filters)
+    elif mode == "hybrid":
+        sparse = dot_product_query(fields, used, field_type)
+        if options.sparse_weight != 1.0:
+            sparse = _boosted(sparse, options.sparse_weight)
+        body["query"] = _with_filters({"bool": {"should": [sparse, bm25]}}, filters)
+    else:  # two_phase
+        phase1 = phase1_tokens(used, options)
+        plan.phase1_tokens = len(phase1)
+        window = min(max(options.window_factor * (from_ + size), options.min_window), options.max_window)
+        window = max(window, from_ + size)
+        plan.window = window
+        body["query"] = _with_filters(dot_product_query(fields, phase1, field_type), filters)
+        if len(phase1) < len(used):
+            body["rescore"] = {
+                "window_size": window,
+                "query": {
+                    "rescore_query": dot_product_query(fields, used, field_type),
+                    "query_weight": 0.0,
+                    "rescore_query_weight": 1.0,
+                    "score_mode": "total",
+                },
+            }
+    return plan
+
+
+def phase1_tokens(vec: SparseVector, options: QueryOptions) -> SparseVector:
+    """The heaviest tokens: weight >= ratio x max, clamped to [min_tokens, max_tokens]."""
+    if len(vec) == 0:
+        return vec
+    threshold = float(vec.weights[0]) * options.phase1_ratio
+    n = int(np.searchsorted(-vec.weights, -threshold, side="right"))
+    n = min(max(n, options.phase1_min_tokens), options.phase1_max_tokens, len(vec))
+    return vec.prune(top_k=n)
+
+
+def _boosted(query: dict[str, Any], boost: float) -> dict[str, Any]:
+    return {"bool": {"should": [query], "boost": float(boost)}}

@@ -1,0 +1,240 @@
+"""Search API: a query (text, image or token map) in, ranked hits with explanations out.
+
+The explanation is computed on the client from the hit's stored token map: for each query token the
+document also has, contribution = query weight x trunc9(document weight), largest first. Because the
+engine scores exactly that sum (``linear`` clauses), the contributions add up to the sparse score;
+``explained_score`` lets a reader check it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from stair_es.engine.backend import Backend
+from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
+from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
+from stair_es.errors import EngineError, UsageError
+from stair_es.sparse import SparseVector, decode_feature_name, truncate_9bit
+
+TARGETS = {"image": (IMAGE_FIELD,), "text": (TEXT_FIELD,), "both": (IMAGE_FIELD, TEXT_FIELD)}
+
+
+class Encoder(Protocol):
+    """What the searcher needs from an encoder (the ONNX runtime encoder has this shape)."""
+
+    model_id: str
+    vocab_hash: str
+
+    def encode_texts(self, texts: list[str]) -> list[SparseVector]: ...
+
+    def encode_images(self, images: list[Any]) -> list[SparseVector]: ...
+
+
+@dataclass(frozen=True)
+class TokenContribution:
+    token: str
+    query_weight: float
+    doc_weight: float  # as stored by the engine (9-bit truncated)
+    contribution: float
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    source: dict[str, Any]
+    field: str | None = None
+    explanation: list[TokenContribution] = dataclasses.field(default_factory=list)
+
+    @property
+    def explained_score(self) -> float:
+        return float(sum(c.contribution for c in self.explanation))
+
+    def to_dict(self, top: int | None = 10) -> dict[str, Any]:
+        rows = self.explanation if top is None else self.explanation[:top]
+        return {
+            "id": self.id,
+            "score": self.score,
+            "field": self.field,
+            "source": self.source,
+            "explained_score": self.explained_score,
+            "matched_tokens": len(self.explanation),
+            "explanation": [c.__dict__ for c in rows],
+        }
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    plan: QueryPlan
+    took_ms: float
+    query_tokens: SparseVector
+
+    def to_dict(self, top_tokens: int | None = 10) -> dict[str, Any]:
+        return {
+            "mode": self.plan.mode,
+            "took_ms": round(self.took_ms, 2),
+            "query_tokens": len(self.query_tokens),
+            "used_tokens": len(self.plan.used),
+            "pruned_tokens": self.plan.pruned_tokens,
+            "notes": self.plan.notes,
+            "hits": [h.to_dict(top_tokens) for h in self.hits],
+        }
+
+
+def explain(query: SparseVector, doc_features: Mapping[str, float]) -> list[TokenContribution]:
+    """Matched tokens with query weight x stored document weight, largest first."""
+    doc = {decode_feature_name(k): float(v) for k, v in doc_features.items()}
+    rows = []
+    for token, qw in zip(query.tokens, query.weights.tolist(), strict=False):
+        if token in doc:
+            dw = float(truncate_9bit(doc[token]))
+            rows.append(TokenContribution(token, float(qw), dw, float(qw) * dw))
+    rows.sort(key=lambda r: -r.contribution)
+    return rows
+
+
+class Searcher:
+    """Searches one index; refuses an encoder whose model/vocabulary differs from the index's."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        index: str,
+        encoder: Encoder | None = None,
+        *,
+        options: QueryOptions | None = None,
+    ) -> None:
+        self.backend = backend
+        self.index = index
+        self.encoder = encoder
+        self.options = options or QueryOptions()
+        self.meta: IndexMeta = (
+            backend.check_model(index, encoder.model_id, encoder.vocab_hash)
+            if encoder is not None
+            else backend.index_meta(index)
+        )
+
+    def query_vector(self, text: str | None = None, image: Any = None, tokens: Any = None) -> SparseVector:
+        given = [x is not None for x in (text, image, tokens)]
+        if sum(given) != 1:
+            raise UsageError("give exactly one of text, image or tokens")
+        if tokens is not None:
+            return tokens if isinstance(tokens, SparseVector) else SparseVector.from_dict(tokens)
+        if self.encoder is None:
+            raise UsageError("text and image queries need an encoder (a model); pass tokens otherwise")
+        if text is not None:
+            return self.encoder.encode_texts([text])[0]
+        return self.encoder.encode_images([image])[0]
+
+    def plan(
+        self,
+        text: str | None = None,
+        image: Any = None,
+        tokens: Any = None,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filter: Any = None,
+        mode: str = "exact",
+        target: str = "image",
+        explain: bool = True,
+    ) -> QueryPlan:
+        """The request body :meth:`search` would send (for ``--show-query`` and tests)."""
+        if mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if target not in TARGETS:
+            raise UsageError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        if mode in ("hybrid", "bm25") and text is None:
+            raise UsageError(f"mode '{mode}' needs a text query (BM25 runs on captions)")
+        vec = None if mode == "bm25" else self.query_vector(text, image, tokens)
+        if vec is not None and len(vec) == 0:
+            raise UsageError("the query has no token with a positive weight; nothing to search for")
+        fields = TARGETS[target]
+        if mode == "native":
+            self._require_native()
+        source: Any = True if explain else {"excludes": [IMAGE_FIELD, TEXT_FIELD]}
+        return build_query(
+            vec,
+            fields,
+            mode=mode,
+            size=k,
+            from_=offset,
+            filter=filter,
+            caption=text,
+            caption_field=CAPTION_FIELD,
+            options=self.options,
+            engine_limit=self.backend.max_clause_count(),
+            field_type=self.meta.token_field_type,
+            distribution=self.backend.distribution,
+            source=source,
+        )
+
+    def search(
+        self,
+        text: str | None = None,
+        image: Any = None,
+        tokens: Any = None,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filter: Any = None,
+        mode: str = "exact",
+        target: str = "image",
+        explain: bool = True,
+    ) -> SearchResult:
+        """Top ``k`` hits (from ``offset``) for one query; see :data:`~stair_es.engine.query.MODES`."""
+        plan = self.plan(
+            text, image, tokens, k=k, offset=offset, filter=filter, mode=mode, target=target, explain=explain
+        )
+        start = time.perf_counter()
+        resp = self.backend.search(self.index, plan.body)
+        took = (time.perf_counter() - start) * 1000
+        hits = [self._hit(raw, plan, explain) for raw in resp["hits"]["hits"]]
+        return SearchResult(hits=hits, plan=plan, took_ms=took, query_tokens=plan.used)
+
+    def _hit(self, raw: Mapping[str, Any], plan: QueryPlan, with_explanation: bool) -> Hit:
+        source = dict(raw.get("_source") or {})
+        token_maps = {f: source.pop(f, None) for f in (IMAGE_FIELD, TEXT_FIELD)}
+        hit = Hit(id=str(raw["_id"]), score=float(raw.get("_score") or 0.0) * plan.score_scale, source=source)
+        if with_explanation and plan.mode != "bm25":
+            best: list[TokenContribution] = []
+            for name in plan.fields:
+                if token_maps.get(name):
+                    rows = explain(plan.used, token_maps[name])
+                    if hit.field is None or sum(r.contribution for r in rows) > sum(
+                        r.contribution for r in best
+                    ):
+                        best, hit.field = rows, name
+            hit.explanation = best
+        return hit
+
+    def _require_native(self) -> None:
+        backend = self.backend
+        if backend.distribution == "opensearch":
+            if not backend.has_neural_sparse:
+                raise EngineError(
+                    "mode 'native' needs the neural-search plugin (OpenSearch 2.14+); "
+                    f"{backend.info.describe()} does not have it: use mode 'exact' (same scores)"
+                )
+        elif not (
+            backend.info.supports_sparse_vector_query and self.meta.token_field_type == "sparse_vector"
+        ):
+            raise EngineError(
+                "mode 'native' needs Elasticsearch 8.15+ and an index created with sparse_vector "
+                "token fields; use mode 'exact' (same scores)"
+            )
+
+
+def brute_force_top_k(
+    query: SparseVector, docs: Sequence[tuple[str, SparseVector]], k: int = 10, truncate: bool = True
+) -> list[tuple[str, float]]:
+    """Reference ranking by exact dot product (9-bit truncated doc weights by default)."""
+    scored = [(doc_id, query.dot(vec, truncate_other=truncate)) for doc_id, vec in docs]
+    scored = [s for s in scored if s[1] > 0]
+    scored.sort(key=lambda s: (-s[1], s[0]))
+    return scored[:k]

@@ -1,0 +1,173 @@
+"""Query JSON shapes: linear clauses, escaping, clause cap, two-phase rescore, hybrid, filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stair_es.engine.query import (
+    QueryOptions,
+    build_query,
+    clause_budget,
+    native_query,
+    normalize_filters,
+    phase1_tokens,
+    prune_query,
+)
+from stair_es.sparse import SparseVector
+
+
+def vec(n: int, seed: int = 0) -> SparseVector:
+    rng = np.random.default_rng(seed)
+    return SparseVector.from_arrays([f"t{i}" for i in range(n)], rng.uniform(0.01, 3.0, n))
+
+
+def should_clauses(body: dict) -> list[dict]:
+    return body["query"]["bool"]["should"]
+
+
+def test_exact_query_is_linear_rank_features_with_query_weights_as_boost() -> None:
+    q = SparseVector.from_dict({"dog": 2.5, "beach": 0.75})
+    plan = build_query(q, ["image_tokens"], size=7)
+    clauses = should_clauses(plan.body)
+    assert clauses == [
+        {"rank_feature": {"field": "image_tokens.dog", "linear": {}, "boost": 2.5}},
+        {"rank_feature": {"field": "image_tokens.beach", "linear": {}, "boost": 0.75}},
+    ]
+    assert plan.body["size"] == 7
+    assert plan.body["track_total_hits"] is False
+    assert "from" not in plan.body and "rescore" not in plan.body
+
+
+def test_dotted_and_percent_tokens_are_escaped_in_field_paths() -> None:
+    q = SparseVector.from_dict({"u.s.": 1.0, ".": 0.5, "100%": 0.25, "##s": 0.125, "[CLS]": 0.1})
+    fields = [c["rank_feature"]["field"] for c in should_clauses(build_query(q, ["text_tokens"]).body)]
+    assert fields == [
+        "text_tokens.u%2Es%2E",
+        "text_tokens.%2E",
+        "text_tokens.100%25",
+        "text_tokens.##s",
+        "text_tokens.[CLS]",
+    ]
+    # the engine splits field.feature at the last dot: the feature part must contain none
+    assert all("." not in f.split(".", 1)[1] for f in fields)
+
+
+def test_clause_cap_keeps_the_heaviest_tokens_and_reports_pruning() -> None:
+    q = vec(3000)
+    plan = build_query(q, ["image_tokens"], engine_limit=1024)
+    clauses = should_clauses(plan.body)
+    assert len(clauses) <= 1024 - QueryOptions().clause_margin
+    assert len(clauses) == len(plan.used) == 3000 - plan.pruned_tokens
+    boosts = [c["rank_feature"]["boost"] for c in clauses]
+    assert boosts == sorted(boosts, reverse=True)
+    assert min(boosts) >= float(q.weights[len(clauses) - 1])
+    assert plan.notes and "pruned" in plan.notes[0]
+
+
+def test_clause_budget_counts_filters_bm25_and_fields() -> None:
+    opts = QueryOptions(max_clauses=5000)
+    assert clause_budget(opts, 1024, reserved=0) == 1024 - opts.clause_margin
+    assert clause_budget(opts, 1024, reserved=24) == 1000 - opts.clause_margin
+    assert clause_budget(opts, 1024, reserved=0, n_fields=2) == (1024 - opts.clause_margin) // 2
+    assert clause_budget(QueryOptions(max_clauses=100), 1024, reserved=0) == 100
+
+
+def test_query_side_pruning_top_k_and_mass() -> None:
+    q = SparseVector.from_dict({"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0})
+    kept, dropped = prune_query(q, QueryOptions(top_k=2), 1000)
+    assert kept.tokens == ("a", "b") and dropped == 2
+    kept, dropped = prune_query(q, QueryOptions(mass=0.7), 1000)
+    assert kept.tokens == ("a", "b") and dropped == 2  # 7/10 of the mass
+    kept, _ = prune_query(q, QueryOptions(), 3)
+    assert kept.tokens == ("a", "b", "c")
+
+
+def test_two_phase_rescore_replaces_scores_with_the_full_dot_product() -> None:
+    q = vec(200)
+    plan = build_query(q, ["image_tokens"], mode="two_phase", size=10, from_=20)
+    phase1 = should_clauses(plan.body)
+    rescore = plan.body["rescore"]
+    full = rescore["query"]["rescore_query"]["bool"]["should"]
+    assert len(full) == 200 and len(phase1) == plan.phase1_tokens < 200
+    assert rescore["query"]["query_weight"] == 0.0
+    assert rescore["query"]["rescore_query_weight"] == 1.0
+    assert rescore["window_size"] >= 30 and rescore["window_size"] == plan.window
+    assert plan.body["from"] == 20
+    assert phase1 == full[: len(phase1)]  # phase 1 = the heaviest tokens
+
+
+def test_phase1_tokens_ratio_and_bounds() -> None:
+    q = SparseVector.from_dict({"a": 10.0, "b": 5.0, "c": 3.9, "d": 1.0, "e": 0.5})
+    opts = QueryOptions(phase1_ratio=0.4, phase1_min_tokens=1, phase1_max_tokens=64)
+    assert phase1_tokens(q, opts).tokens == ("a", "b")
+    assert len(phase1_tokens(q, QueryOptions(phase1_ratio=0.4, phase1_min_tokens=4))) == 4
+    assert len(phase1_tokens(q, QueryOptions(phase1_ratio=0.0, phase1_max_tokens=3))) == 3
+
+
+def test_hybrid_adds_bm25_on_captions_and_filters_wrap_the_scoring_query() -> None:
+    q = SparseVector.from_dict({"dog": 1.0})
+    plan = build_query(
+        q,
+        ["text_tokens"],
+        mode="hybrid",
+        caption="a dog",
+        filter={"modality": ["image", "image+text"], "mime": "image/png"},
+        options=QueryOptions(bm25_weight=0.5),
+    )
+    outer = plan.body["query"]["bool"]
+    assert outer["filter"] == [
+        {"terms": {"modality": ["image", "image+text"]}},
+        {"term": {"mime": "image/png"}},
+    ]
+    sparse, bm25 = outer["must"][0]["bool"]["should"]
+    assert sparse["bool"]["should"][0]["rank_feature"]["linear"] == {}
+    assert bm25 == {"match": {"caption": {"query": "a dog", "boost": 0.5}}}
+
+
+def test_bm25_mode_and_errors() -> None:
+    plan = build_query(None, ["image_tokens"], mode="bm25", caption="red car")
+    assert plan.body["query"] == {"match": {"caption": {"query": "red car", "boost": 1.0}}}
+    with pytest.raises(ValueError, match="needs query text"):
+        build_query(vec(3), ["image_tokens"], mode="hybrid")
+    with pytest.raises(ValueError, match="mode must be"):
+        build_query(vec(3), ["image_tokens"], mode="fuzzy")
+    with pytest.raises(ValueError, match="no token"):
+        build_query(SparseVector.from_dict({"a": 0.0}), ["image_tokens"])
+
+
+def test_both_fields_take_the_best_field_with_dis_max() -> None:
+    plan = build_query(vec(10), ["image_tokens", "text_tokens"])
+    queries = plan.body["query"]["dis_max"]["queries"]
+    assert [q["bool"]["should"][0]["rank_feature"]["field"].split(".")[0] for q in queries] == [
+        "image_tokens",
+        "text_tokens",
+    ]
+    assert plan.body["query"]["dis_max"]["tie_breaker"] == 0.0
+
+
+def test_native_queries_escape_names_and_scale_neural_sparse_weights_into_range() -> None:
+    q = SparseVector.from_dict({"u.s.": 128.0, "dog": 32.0})
+    body, scale = native_query(["image_tokens"], q, "opensearch")
+    tokens = body["neural_sparse"]["image_tokens"]["query_tokens"]
+    assert scale == 2.0 and tokens == {"u%2Es%2E": 64.0, "dog": 16.0}
+    body, scale = native_query(["image_tokens"], q, "elasticsearch")
+    assert scale == 1.0
+    assert body["sparse_vector"] == {
+        "field": "image_tokens",
+        "query_vector": {"u%2Es%2E": 128.0, "dog": 32.0},
+        "prune": False,
+    }
+
+
+def test_sparse_vector_fields_use_linear_term_clauses() -> None:
+    plan = build_query(SparseVector.from_dict({"a.b": 2.0}), ["image_tokens"], field_type="sparse_vector")
+    assert should_clauses(plan.body) == [{"term": {"image_tokens": {"value": "a%2Eb", "boost": 2.0}}}]
+
+
+def test_filter_shorthand_and_dsl_passthrough() -> None:
+    assert normalize_filters(None) == []
+    assert normalize_filters({"range": {"width": {"gte": 100}}}) == [{"range": {"width": {"gte": 100}}}]
+    assert normalize_filters([{"term": {"a": 1}}, {"b": 2}]) == [{"term": {"a": 1}}, {"term": {"b": 2}}]
+    with pytest.raises(TypeError):
+        normalize_filters("modality:image")
