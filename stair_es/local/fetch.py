@@ -74,6 +74,8 @@ def _fetch_mvn(mvn: str, artifact: Artifact, dest_dir: Path, timeout: float) -> 
         f"-Dartifact={artifact.coordinate}",
         f"-DoutputDirectory={dest_dir}",
     ]
+    if os.environ.get("STAIR_ES_MAVEN_LOCAL_REPO"):
+        cmd.append(f"-Dmaven.repo.local={os.environ['STAIR_ES_MAVEN_LOCAL_REPO']}")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=dest_dir)
     except subprocess.TimeoutExpired as exc:
