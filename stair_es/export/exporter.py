@@ -1,0 +1,346 @@
+"""Export orchestration: model directory -> ONNX graphs + manifest + parity report, all or nothing.
+
+Everything is built in a staging directory next to the destination and moved into place only after
+every requested precision passed its parity tolerance, so a failed export never leaves a
+half-written model that an indexer could pick up.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stair_es import __version__
+from stair_es.errors import ModelError, UsageError
+from stair_es.export.graphs import ImageGraph, TextGraph, output_names
+from stair_es.export.onnx_export import DEFAULT_OPSET, convert_fp16, export_graph, quantize_int8
+from stair_es.export.parity import (
+    DEFAULT_TOLERANCES,
+    SAMPLE_TEXTS,
+    Tolerance,
+    compare,
+    dense_from_output,
+    sample_pixels,
+)
+from stair_es.runtime.images import ImagePreprocessing
+from stair_es.runtime.manifest import MANIFEST_NAME, Manifest
+from stair_es.runtime.sessions import create_session
+from stair_es.runtime.tokenizer import TextTokenizer, file_sha256
+
+TOWERS = ("image", "text")
+
+
+@dataclass
+class ModelSources:
+    """What export needs besides the torch module, read from the model directory."""
+
+    tokenizer_path: Path
+    preprocessing: ImagePreprocessing
+    max_text_length: int
+    model_id: str
+    zeroed_token_ids: list[int] = field(default_factory=list)
+
+
+def read_model_dir(model_dir: str | os.PathLike, model_id: str | None = None) -> ModelSources:
+    """Tokenizer, preprocessing and identity from a saved model directory (issue-3 layout)."""
+    root = Path(model_dir)
+    pre_path = root / "preprocessor_config.json"
+    if not (root / "tokenizer.json").is_file():
+        raise ModelError(f"{root}: no tokenizer.json (is this a stair-es model directory?)")
+    if not pre_path.is_file():
+        raise ModelError(f"{root}: no preprocessor_config.json")
+    try:
+        pre = json.loads(pre_path.read_text(encoding="utf-8"))
+        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{root}: unreadable model config ({exc})") from exc
+    image = dict(pre.get("image", pre))  # ImagePreprocessing.from_dict reads the model's key names
+    max_len = pre.get("max_text_length", pre.get("max_length", config.get("max_text_length")))
+    if max_len is None:
+        raise ModelError(f"{pre_path}: no max_text_length")
+    weights = root / "model.safetensors"
+    digest = file_sha256(weights)[:12] if weights.is_file() else "unknown"
+    zeroed = config.get("zeroed_token_ids", config.get("zero_token_ids", []))
+    return ModelSources(
+        tokenizer_path=root / "tokenizer.json",
+        preprocessing=ImagePreprocessing.from_dict(image),
+        max_text_length=int(max_len),
+        model_id=model_id or f"{root.resolve().name}-{digest}",
+        zeroed_token_ids=[int(i) for i in zeroed or []],
+    )
+
+
+def export_model(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    top_k: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    model_id: str | None = None,
+    overwrite: bool = False,
+    tolerances: dict[str, Tolerance] | None = None,
+    pruning: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Manifest:
+    """Load a saved STAIR model and export it (see :func:`export_module`)."""
+    from stair_es.model import StairModel
+
+    try:
+        model = StairModel.from_pretrained(model_dir)
+    except FileNotFoundError as exc:
+        raise ModelError(f"{model_dir}: not a saved model ({exc})") from exc
+    return export_module(
+        model,
+        read_model_dir(model_dir, model_id),
+        out_dir,
+        fp16=fp16,
+        int8=int8,
+        top_k=top_k,
+        opset=opset,
+        overwrite=overwrite,
+        tolerances=tolerances,
+        pruning=pruning,
+        log=log,
+    )
+
+
+def export_module(
+    model: torch.nn.Module,
+    sources: ModelSources,
+    out_dir: str | os.PathLike,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    top_k: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    tolerances: dict[str, Tolerance] | None = None,
+    pruning: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Manifest:
+    """Export both towers of ``model`` (any module with ``encode_image``/``encode_text``) to ``out_dir``.
+
+    Raises :class:`ModelError` and writes nothing when a precision misses its parity tolerance.
+    """
+    log = log or (lambda _msg: None)
+    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    out = Path(out_dir)
+    _check_destination(out, overwrite)
+    if opset < 17:
+        raise UsageError(f"opset {opset} is too old: LayerNormalization needs opset >= 17")
+    tokenizer = TextTokenizer.from_file(sources.tokenizer_path, sources.max_text_length)
+    vocab_size = _model_vocab_size(model, tokenizer)
+    if top_k is not None and not 0 < top_k <= vocab_size:
+        raise UsageError(f"--top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
+
+    model = model.eval().float()
+    pixels = sample_pixels(sources.preprocessing)
+    input_ids, mask = tokenizer(SAMPLE_TEXTS)
+    inputs = {
+        "image": {"pixel_values": pixels},
+        "text": {"input_ids": input_ids, "attention_mask": mask},
+    }
+    wrappers = {"image": ImageGraph(model, top_k), "text": TextGraph(model, top_k)}
+    with torch.no_grad():
+        reference = {
+            tower: dense_from_output(
+                _as_numpy(wrappers[tower](*[torch.from_numpy(a) for a in feed.values()])), vocab_size
+            )
+            for tower, feed in inputs.items()
+        }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".stair-export-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary directory
+    try:
+        graphs: dict[str, dict[str, str]] = {"fp32": {}}
+        exporters: dict[str, str] = {}
+        for tower in TOWERS:
+            name = f"{tower}.onnx"
+            example = tuple(torch.from_numpy(a[:2]) for a in inputs[tower].values())
+            dynamic = (
+                {"pixel_values": {0: "batch"}}
+                if tower == "image"
+                else {
+                    "input_ids": {0: "batch", 1: "sequence"},
+                    "attention_mask": {0: "batch", 1: "sequence"},
+                }
+            )
+            log(f"exporting {tower} tower -> {name}")
+            exporters[tower] = export_graph(
+                wrappers[tower],
+                example,
+                staging / name,
+                list(inputs[tower]),
+                output_names(top_k),
+                dynamic,
+                opset=opset,
+                max_seq=sources.max_text_length,
+            )
+            graphs["fp32"][tower] = name
+        if fp16:
+            graphs["fp16"] = {}
+            for tower in TOWERS:
+                convert_fp16(staging / graphs["fp32"][tower], staging / f"{tower}.fp16.onnx")
+                graphs["fp16"][tower] = f"{tower}.fp16.onnx"
+        if int8:
+            graphs["int8"] = {}
+            for tower in TOWERS:
+                quantize_int8(staging / graphs["fp32"][tower], staging / f"{tower}.int8.onnx")
+                graphs["int8"][tower] = f"{tower}.int8.onnx"
+
+        parity: dict[str, Any] = {}
+        failures: list[str] = []
+        for precision, files in graphs.items():
+            parity[precision] = {}
+            for tower, name in files.items():
+                report = _measure(
+                    staging / name, inputs[tower], reference[tower], vocab_size, tol[precision], precision
+                )
+                parity[precision][tower] = report
+                log(f"parity {precision} {tower}: {_summary(report)}")
+                if report.get("passed") is False:
+                    failures.append(f"{precision} {tower} ({_summary(report)})")
+        if failures:
+            raise ModelError(f"parity check failed, nothing written to {out}: {'; '.join(failures)}")
+
+        shutil.copyfile(sources.tokenizer_path, staging / "tokenizer.json")
+        manifest = Manifest(
+            root=out,
+            model_id=sources.model_id,
+            vocab_size=vocab_size,
+            vocab_hash=tokenizer.vocab_hash,
+            tokenizer_file="tokenizer.json",
+            tokenizer_sha256=file_sha256(staging / "tokenizer.json"),
+            max_text_length=sources.max_text_length,
+            image=sources.preprocessing,
+            output_kind="topk" if top_k else "dense",
+            output_top_k=top_k,
+            pruning=dict(pruning or {"top_k": None, "min_weight": 0.0}),
+            zeroed_token_ids=list(sources.zeroed_token_ids),
+            graphs=graphs,
+            parity=parity,
+            exporter=_exporter_info(opset, exporters, staging, graphs),
+        )
+        manifest.write(staging)
+        _move_into_place(staging, out)
+        log(f"wrote {out / MANIFEST_NAME}")
+        return Manifest.read(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _measure(
+    path: Path,
+    feed: dict[str, np.ndarray],
+    reference: np.ndarray,
+    vocab_size: int,
+    tol: Tolerance,
+    precision: str,
+) -> dict[str, Any]:
+    """Run one graph on onnxruntime CPU and compare with torch."""
+    try:
+        session, _ = create_session(
+            path, provider="cpu", optimization="extended" if precision == "fp16" else "all"
+        )
+        outputs = session.run(None, feed)
+    except Exception as exc:  # noqa: BLE001
+        if precision == "fp16":
+            # Some fp16 kernels exist only on CUDA; the graph is still written, the report says why.
+            return {
+                "passed": None,
+                "not_measured": f"onnxruntime CPU cannot run this fp16 graph: {str(exc)[:200]}",
+            }
+        raise ModelError(
+            f"{path.name}: onnxruntime cannot run the exported graph ({str(exc)[:300]})"
+        ) from exc
+    report = compare(reference, dense_from_output(outputs, vocab_size), tol)
+    report["provider"] = "CPUExecutionProvider"
+    return report
+
+
+def _summary(report: dict[str, Any]) -> str:
+    if report.get("passed") is None:
+        return str(report.get("not_measured"))
+    agreement = next((v for k, v in report.items() if k.endswith("_agreement")), None)
+    return f"max_abs_diff={report['max_abs_diff']:.2e} topk_agreement={agreement} passed={report['passed']}"
+
+
+def _as_numpy(outputs: Any) -> tuple[np.ndarray, ...]:
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    return tuple(t.detach().cpu().numpy() for t in outputs)
+
+
+def _model_vocab_size(model: torch.nn.Module, tokenizer: TextTokenizer) -> int:
+    config = getattr(model, "config", None)
+    size = getattr(config, "vocab_size", None) or tokenizer.vocab_size
+    if size != tokenizer.vocab_size:
+        raise ModelError(
+            f"model vocabulary ({size}) and tokenizer.json ({tokenizer.vocab_size}) differ in size"
+        )
+    return int(size)
+
+
+def _check_destination(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    if not (out / MANIFEST_NAME).is_file():
+        raise UsageError(
+            f"{out}: directory is not empty and holds no stair-es export; choose another OUT_DIR"
+        )
+    if not overwrite:
+        raise UsageError(f"{out}: already holds an export; pass --overwrite to replace it")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    if out.exists():
+        backup = out.with_name(out.name + ".old-export")
+        if backup.exists():
+            shutil.rmtree(backup)
+        os.replace(out, backup)
+        os.replace(staging, out)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def _exporter_info(
+    opset: int, exporters: dict[str, str], staging: Path, graphs: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+
+    files = {}
+    for towers in graphs.values():
+        for name in towers.values():
+            path = staging / name
+            files[name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    return {
+        "stair_es": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": opset,
+        "exporter": exporters,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }

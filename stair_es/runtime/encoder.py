@@ -1,0 +1,340 @@
+"""Sparse encoders on onnxruntime: texts and images in, :class:`SparseVector` out. No torch.
+
+The graphs already contain the whole STAIR computation (tower, token head, max-pool, log1p(ReLU),
+zeroed special tokens, optionally top-k), so this module only feeds inputs and turns the output
+rows into token->weight vectors. Image decoding runs in a thread pool while the previous batch is
+in the session, so the two overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stair_es.errors import ModelError, UsageError
+from stair_es.runtime.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    ImageSource,
+    default_workers,
+    iter_decoded,
+)
+from stair_es.runtime.manifest import Manifest
+from stair_es.runtime.sessions import (
+    ProviderInfo,
+    create_session,
+    cuda_unavailable_reason,
+    import_onnxruntime,
+)
+from stair_es.runtime.tokenizer import TextTokenizer, file_sha256
+from stair_es.sparse import SparseVector
+
+_DEFAULT: Any = object()  # "use the manifest's pruning default"
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclass
+class ImageResult:
+    """One streamed image: a vector, or the one-line reason it failed (never both)."""
+
+    index: int
+    source: object
+    vector: SparseVector | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class StreamStats:
+    """Where the time of a streaming run went (decode seconds are summed over worker threads)."""
+
+    items: int = 0
+    failures: int = 0
+    batches: int = 0
+    decode_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    waiting_for_decode_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "items": self.items,
+            "failures": self.failures,
+            "batches": self.batches,
+            "decode_cpu_seconds": round(self.decode_seconds, 4),
+            "inference_seconds": round(self.inference_seconds, 4),
+            "waiting_for_decode_seconds": round(self.waiting_for_decode_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "items_per_s": round(self.items / self.wall_seconds, 2) if self.wall_seconds else 0.0,
+        }
+
+
+class Encoder:
+    """Text and image encoders of one exported model; sessions are created on first use."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        provider: str = "auto",
+        precision: str = "auto",
+        intra_op_threads: int | None = None,
+        decode_workers: int | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if precision not in PRECISION_CHOICES:
+            raise UsageError(f"unknown precision {precision!r}; expected one of {PRECISION_CHOICES}")
+        self.manifest = manifest
+        self.provider = provider
+        self.precision = precision
+        self.intra_op_threads = intra_op_threads
+        self.decode_workers = decode_workers or default_workers()
+        self.max_image_pixels = max_image_pixels
+        self.tokenizer = self._load_tokenizer(manifest)
+        self.tokens: list[str] = self.tokenizer.tokens
+        self._sessions: dict[str, tuple[Any, ProviderInfo, str]] = {}
+
+    # identity ------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def vocab_hash(self) -> str:
+        return self.manifest.vocab_hash
+
+    def provider_info(self, tower: str = "text") -> ProviderInfo:
+        """The provider a tower runs on (creates its session if needed)."""
+        return self._session(tower)[1]
+
+    def active_precision(self, tower: str = "text") -> str:
+        return self._session(tower)[2]
+
+    # text ----------------------------------------------------------------------------------
+    def encode_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        top_k: int | None = _DEFAULT,
+        min_weight: float = _DEFAULT,
+    ) -> list[SparseVector]:
+        """One vector per text, in input order. Texts are length-bucketed so padding stays small."""
+        if isinstance(texts, str):
+            raise UsageError("encode_texts takes a list of strings, not one string")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise UsageError(f"text #{i} is {type(text).__name__}, not str")
+        if not texts:
+            return []
+        ids = self.tokenizer.encode_ids(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[SparseVector | None] = [None] * len(texts)
+        for start in range(0, len(order), max(1, batch_size)):
+            chunk = order[start : start + batch_size]
+            input_ids, mask = self.tokenizer.pad([ids[i] for i in chunk])
+            raw = self.run_text(input_ids, mask)
+            for i, vec in zip(chunk, self.to_vectors(raw, top_k, min_weight)):
+                out[i] = vec
+        return out  # type: ignore[return-value]
+
+    def run_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Raw graph output for a padded batch: (weights,) or (indices, values)."""
+        session = self._session("text")[0]
+        return tuple(session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}))
+
+    # images --------------------------------------------------------------------------------
+    def encode_images(
+        self,
+        images: Iterable[ImageSource],
+        *,
+        batch_size: int = 32,
+        top_k: int | None = _DEFAULT,
+        min_weight: float = _DEFAULT,
+    ) -> list[SparseVector]:
+        """One vector per image (paths, bytes or PIL images). Raises on the first undecodable image;
+        use :meth:`iter_encode_images` to get per-item failures instead."""
+        vectors: list[SparseVector] = []
+        for result in self.iter_encode_images(
+            images, batch_size=batch_size, top_k=top_k, min_weight=min_weight
+        ):
+            if result.error is not None:
+                raise ImageDecodeError(result.error)
+            vectors.append(result.vector)  # type: ignore[arg-type]
+        return vectors
+
+    def iter_encode_images(
+        self,
+        sources: Iterable[ImageSource],
+        *,
+        batch_size: int = 32,
+        workers: int | None = None,
+        top_k: int | None = _DEFAULT,
+        min_weight: float = _DEFAULT,
+        stats: StreamStats | None = None,
+    ) -> Iterator[ImageResult]:
+        """Stream many images: decode in ``workers`` threads while the session runs the previous
+        batch; yields results in input order, with a one-line error for each image that failed."""
+        stats = stats if stats is not None else StreamStats()
+        session_ready = self._session("image")  # fail fast on a broken model, before decoding
+        del session_ready
+        wall_start = time.perf_counter()
+        batch: list[Any] = []
+        failed: list[ImageResult] = []
+
+        def flush() -> Iterator[ImageResult]:
+            if batch:
+                start = time.perf_counter()
+                raw = self.run_images(np.stack([item.pixels for item in batch]))
+                stats.inference_seconds += time.perf_counter() - start
+                stats.batches += 1
+                results = {
+                    item.index: ImageResult(item.index, item.source, vec)
+                    for item, vec in zip(batch, self.to_vectors(raw, top_k, min_weight))
+                }
+            else:
+                results = {}
+            for fail in failed:
+                results[fail.index] = fail
+            batch.clear()
+            failed.clear()
+            for index in sorted(results):
+                stats.items += 1
+                yield results[index]
+
+        decoded = iter_decoded(
+            sources,
+            self.manifest.image,
+            workers=workers or self.decode_workers,
+            prefetch=max(2 * batch_size, 8),
+            max_pixels=self.max_image_pixels,
+        )
+        while True:
+            wait_start = time.perf_counter()
+            item = next(decoded, None)
+            stats.waiting_for_decode_seconds += time.perf_counter() - wait_start
+            if item is None:
+                break
+            stats.decode_seconds += item.seconds
+            if item.error is not None:
+                stats.failures += 1
+                failed.append(ImageResult(item.index, item.source, None, item.error))
+            else:
+                batch.append(item)
+            if len(batch) >= batch_size:
+                yield from flush()
+        yield from flush()
+        stats.wall_seconds += time.perf_counter() - wall_start
+
+    def run_images(self, pixel_values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Raw graph output for preprocessed pixels ``[B, 3, H, W]`` float32."""
+        session = self._session("image")[0]
+        return tuple(
+            session.run(None, {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)})
+        )
+
+    # output --------------------------------------------------------------------------------
+    def to_vectors(
+        self, raw: tuple[np.ndarray, ...], top_k: int | None = _DEFAULT, min_weight: float = _DEFAULT
+    ) -> list[SparseVector]:
+        """Graph output rows -> pruned sparse vectors with token strings."""
+        pruning = self.manifest.pruning
+        top_k = pruning.get("top_k") if top_k is _DEFAULT else top_k
+        min_weight = float(pruning.get("min_weight") or 0.0) if min_weight is _DEFAULT else float(min_weight)
+        vectors = []
+        if len(raw) == 2:  # in-graph top-k: (indices, values)
+            for idx_row, val_row in zip(*raw):
+                keep = val_row > 0
+                vectors.append(self._vector(idx_row[keep], val_row[keep], top_k, min_weight))
+        else:
+            for row in raw[0]:
+                ids = np.flatnonzero(row > max(min_weight, 0.0))
+                if top_k is not None and len(ids) > top_k:
+                    ids = ids[np.argpartition(-row[ids], top_k - 1)[:top_k]]
+                vectors.append(self._vector(ids, row[ids], top_k, min_weight))
+        return vectors
+
+    def _vector(
+        self, ids: np.ndarray, weights: np.ndarray, top_k: int | None, min_weight: float
+    ) -> SparseVector:
+        tokens = [self.tokens[i] for i in ids.tolist()]
+        vec = SparseVector.from_arrays(tokens, weights.astype(np.float32), ids.astype(np.int64))
+        return vec.prune(top_k=top_k, min_weight=min_weight)
+
+    # sessions ------------------------------------------------------------------------------
+    def _session(self, tower: str) -> tuple[Any, ProviderInfo, str]:
+        if tower not in self._sessions:
+            self._sessions[tower] = self._open(tower)
+        return self._sessions[tower]
+
+    def _open(self, tower: str) -> tuple[Any, ProviderInfo, str]:
+        graphs = self.manifest.graphs
+        precision = self.precision
+        if precision == "auto":
+            ort = import_onnxruntime()
+            want_cuda = self.provider != "cpu" and cuda_unavailable_reason(ort) is None
+            precision = "fp16" if want_cuda and "fp16" in graphs else "fp32"
+        spin = False if tower == "image" else None
+        # onnxruntime 1.31's level-3 (CPU layout) optimizer crashes on fp16 graphs, and does
+        # nothing for CUDA, so fp16 graphs are always optimized at the extended level.
+        optimization = "extended" if precision == "fp16" else "all"
+        session, info = create_session(
+            self.manifest.graph_path(precision, tower),
+            self.provider,
+            self.intra_op_threads,
+            spin,
+            optimization=optimization,
+        )
+        if precision == "fp16" and not info.is_cuda and self.precision == "auto" and "fp32" in graphs:
+            # fp16 graphs are a GPU format; on CPU they are slower than fp32, so switch.
+            path, precision = self.manifest.graph_path("fp32", tower), "fp32"
+            session, info = create_session(path, "cpu", self.intra_op_threads, spin)
+        return session, info, precision
+
+    @staticmethod
+    def _load_tokenizer(manifest: Manifest) -> TextTokenizer:
+        path = manifest.tokenizer_path
+        if not path.is_file():
+            raise ModelError(f"{path}: tokenizer file listed in the manifest is missing")
+        if file_sha256(path) != manifest.tokenizer_sha256:
+            raise ModelError(f"{path}: tokenizer.json does not match the manifest hash (file replaced?)")
+        tokenizer = TextTokenizer.from_file(path, manifest.max_text_length)
+        if tokenizer.vocab_size != manifest.vocab_size:
+            raise ModelError(
+                f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the graphs output {manifest.vocab_size}"
+            )
+        if tokenizer.vocab_hash != manifest.vocab_hash:
+            raise ModelError(f"{path}: tokenizer vocabulary hash does not match the manifest")
+        return tokenizer
+
+
+def load_encoder(
+    path: str | os.PathLike,
+    provider: str = "auto",
+    precision: str = "auto",
+    intra_op_threads: int | None = None,
+    decode_workers: int | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Encoder:
+    """Open an exported model directory (or its manifest.json) for encoding.
+
+    ``provider``: "auto" (CUDA when it works, else CPU, with the reason), "cuda" (no fallback) or
+    "cpu". ``precision``: "auto" (fp16 on CUDA when exported, else fp32), "fp32", "fp16", "int8".
+    """
+    return Encoder(
+        Manifest.read(path),
+        provider=provider,
+        precision=precision,
+        intra_op_threads=intra_op_threads,
+        decode_workers=decode_workers,
+        max_image_pixels=max_image_pixels,
+    )
