@@ -1,0 +1,195 @@
+"""``stair-es encode``: texts and images to token->weight JSONL (debugging and interchange).
+
+One line per input: ``{"id": ..., "tokens": {token: weight, ...}}``, heaviest token first.
+Undecodable images are reported on stderr and in ``--failures`` and never stop the run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True), envvar="STAIR_ES_MODEL")
+@click.option("--text", "texts", multiple=True, help="A text to encode (repeatable).")
+@click.option(
+    "--texts-file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="Texts to encode: one per line, or JSONL with 'text' (and optional 'id'); '-' reads stdin.",
+)
+@click.option("--image", "images", multiple=True, type=click.Path(), help="An image file (repeatable).")
+@click.option(
+    "--images-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Encode every image file under this folder (recursive); ids are paths relative to it.",
+)
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Keep the K heaviest tokens.")
+@click.option(
+    "--min-weight", type=click.FloatRange(min=0.0), default=None, help="Drop tokens below this weight."
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cuda", "cpu"]),
+    default="auto",
+    show_default=True,
+    envvar="STAIR_ES_PROVIDER",
+    help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+    default="auto",
+    show_default=True,
+    envvar="STAIR_ES_PRECISION",
+    help="Graph variant: auto = fp16 on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Image decode threads [default: cores]."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    default=89_478_485,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
+)
+@click.option("--escape", is_flag=True, help="Print feature names escaped as stored in rank_features.")
+@click.option("--digits", type=click.IntRange(0, 9), default=None, help="Round weights to this many digits.")
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="JSONL destination."
+)
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write undecodable inputs here as JSONL {id, error} [default: stderr only].",
+)
+def encode(
+    model: str,
+    texts: tuple[str, ...],
+    texts_file: IO[str] | None,
+    images: tuple[str, ...],
+    images_dir: str | None,
+    top_k: int | None,
+    min_weight: float | None,
+    provider: str,
+    precision: str,
+    batch_size: int,
+    workers: int | None,
+    threads: int | None,
+    max_image_pixels: int,
+    escape: bool,
+    digits: int | None,
+    output: IO[str],
+    failures: str | None,
+) -> None:
+    """Encode texts and/or images with the exported MODEL (a directory with manifest.json).
+
+    Exit status 1 when some images failed (the others are still printed).
+    """
+    from stair_es.errors import UsageError
+    from stair_es.runtime import load_encoder
+    from stair_es.runtime.images import list_image_files
+
+    text_items = [(f"text-{i}", t) for i, t in enumerate(texts)]
+    if texts_file is not None:
+        text_items.extend(_read_texts(texts_file, start=len(text_items)))
+    image_items: list[tuple[str, str]] = [(p, p) for p in images]
+    if images_dir is not None:
+        root = Path(images_dir)
+        image_items.extend((str(p.relative_to(root)), str(p)) for p in list_image_files(root))
+    if not text_items and not image_items:
+        raise UsageError("nothing to encode: give --text, --texts-file, --image or --images-dir")
+
+    encoder = load_encoder(
+        model,
+        provider=provider,
+        precision=precision,
+        intra_op_threads=threads,
+        decode_workers=workers,
+        max_image_pixels=max_image_pixels,
+    )
+    prune: dict[str, Any] = {}
+    if top_k is not None:
+        prune["top_k"] = top_k
+    if min_weight is not None:
+        prune["min_weight"] = min_weight
+
+    def emit(item_id: str, vector: Any) -> None:
+        tokens = vector.to_features() if escape else vector.to_dict()
+        if digits is not None:
+            tokens = {k: round(v, digits) for k, v in tokens.items()}
+        output.write(json.dumps({"id": item_id, "tokens": tokens}, ensure_ascii=False) + "\n")
+
+    if text_items:
+        _describe(encoder, "text")
+        vectors = encoder.encode_texts([t for _, t in text_items], batch_size=batch_size, **prune)
+        for (item_id, _), vector in zip(text_items, vectors):
+            emit(item_id, vector)
+
+    failed = 0
+    if image_items:
+        _describe(encoder, "image")
+        failure_file = open(failures, "w", encoding="utf-8") if failures else None  # noqa: SIM115
+        try:
+            results = encoder.iter_encode_images(
+                [path for _, path in image_items], batch_size=batch_size, workers=workers, **prune
+            )
+            for result in results:
+                item_id = image_items[result.index][0]
+                if result.ok:
+                    emit(item_id, result.vector)
+                    continue
+                failed += 1
+                click.echo(f"failed: {result.error}", err=True)
+                if failure_file is not None:
+                    failure_file.write(
+                        json.dumps({"id": item_id, "error": result.error}, ensure_ascii=False) + "\n"
+                    )
+        finally:
+            if failure_file is not None:
+                failure_file.close()
+    output.flush()
+    if failed:
+        where = f"; listed in {failures}" if failures else ""
+        click.echo(f"{failed} of {len(image_items)} images failed{where}", err=True)
+        sys.exit(1)
+
+
+def _describe(encoder: Any, tower: str) -> None:
+    info = encoder.provider_info(tower)
+    click.echo(
+        f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}",
+        err=True,
+    )
+
+
+def _read_texts(handle: IO[str], start: int) -> Iterator[tuple[str, str]]:
+    """Plain lines, or JSONL objects with 'text' and optional 'id'."""
+    from stair_es.errors import UsageError
+
+    name = getattr(handle, "name", "texts")
+    for number, line in enumerate(handle, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise UsageError(f"{name}:{number}: a JSON line needs a string 'text'")
+            yield str(record.get("id", f"text-{start + number - 1}")), record["text"]
+        else:
+            yield f"text-{start + number - 1}", line
