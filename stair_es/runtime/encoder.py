@@ -89,6 +89,7 @@ class Encoder:
         intra_op_threads: int | None = None,
         decode_workers: int | None = None,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+        spin: bool | None = None,
     ) -> None:
         if precision not in PRECISION_CHOICES:
             raise UsageError(f"unknown precision {precision!r}; expected one of {PRECISION_CHOICES}")
@@ -98,6 +99,7 @@ class Encoder:
         self.intra_op_threads = intra_op_threads
         self.decode_workers = decode_workers or default_workers()
         self.max_image_pixels = max_image_pixels
+        self.spin = spin
         self.tokenizer = self._load_tokenizer(manifest)
         self.tokens: list[str] = self.tokenizer.tokens
         self._sessions: dict[str, tuple[Any, ProviderInfo, str]] = {}
@@ -283,7 +285,9 @@ class Encoder:
             ort = import_onnxruntime()
             want_cuda = self.provider != "cpu" and cuda_unavailable_reason(ort) is None
             precision = "fp16" if want_cuda and "fp16" in graphs else "fp32"
-        spin = False if tower == "image" else None
+        # Idle onnxruntime threads spin for a while after each run; that steals the cores image
+        # decoding needs, so image sessions do not spin unless asked to.
+        spin = self.spin if self.spin is not None else (False if tower == "image" else None)
         # onnxruntime 1.31's level-3 (CPU layout) optimizer crashes on fp16 graphs, and does
         # nothing for CUDA, so fp16 graphs are always optimized at the extended level.
         optimization = "extended" if precision == "fp16" else "all"
@@ -324,11 +328,13 @@ def load_encoder(
     intra_op_threads: int | None = None,
     decode_workers: int | None = None,
     max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
+    spin: bool | None = None,
 ) -> Encoder:
     """Open an exported model directory (or its manifest.json) for encoding.
 
     ``provider``: "auto" (CUDA when it works, else CPU, with the reason), "cuda" (no fallback) or
     "cpu". ``precision``: "auto" (fp16 on CUDA when exported, else fp32), "fp32", "fp16", "int8".
+    ``spin``: let idle onnxruntime threads busy-wait (default: only for the text session).
     """
     return Encoder(
         Manifest.read(path),
@@ -337,4 +343,5 @@ def load_encoder(
         intra_op_threads=intra_op_threads,
         decode_workers=decode_workers,
         max_image_pixels=max_image_pixels,
+        spin=spin,
     )
