@@ -201,3 +201,16 @@ def test_from_mapping_accepts_pairs_and_keeps_unknown_keys_as_user_fields() -> N
     assert doc.text_tokens == {"a": 1.0} and doc.user == {"album": "x"}
     with pytest.raises(ValueError, match="token->weight"):
         Document.from_mapping({"image_tokens": "a b c"})
+
+
+def test_short_weights_are_stored_exactly_like_the_originals() -> None:
+    from stair_es.engine.indexer import short_storable_weights
+    from stair_es.sparse import truncate_9bit
+
+    rng = np.random.default_rng(0)
+    w = np.concatenate([rng.lognormal(-1, 2, 20_000), [1.0, 2.0, 64.0, 1e-6, 1.2e-38, 3.0e38]]).astype(
+        np.float32
+    )
+    short = np.asarray(short_storable_weights(w))
+    assert np.array_equal(truncate_9bit(short.astype(np.float32)), truncate_9bit(w))
+    assert np.mean([len(repr(float(x))) for x in short]) < 8  # vs ~19 characters for a raw float

@@ -211,6 +211,8 @@ class Backend:
         replicas: int = 0,
         refresh_interval: str = "1s",
         token_field_type: str = "rank_features",
+        tokens_in_source: bool = True,
+        extra_settings: Mapping[str, Any] | None = None,
         exist_ok: bool = False,
     ) -> dict[str, Any]:
         """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model."""
@@ -226,6 +228,8 @@ class Backend:
             replicas=replicas,
             refresh_interval=refresh_interval,
             token_field_type=token_field_type,
+            tokens_in_source=tokens_in_source,
+            extra_settings=extra_settings,
         )
         return self._call(f"creating index '{index}'", self.client.indices.create, index=index, body=body)
 

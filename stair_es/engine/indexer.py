@@ -21,7 +21,7 @@ import numpy as np
 
 from stair_es.engine.backend import Backend
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD
-from stair_es.sparse import SparseVector, storable_mask
+from stair_es.sparse import SparseVector, encode_feature_name, storable_mask, truncate_9bit
 
 META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
 
@@ -84,6 +84,34 @@ def _clean(tokens: SparseVector | Mapping[str, float] | None) -> tuple[SparseVec
         w32 = weights.astype(np.float32)
     vec = SparseVector.from_arrays(names, w32)
     return vec, len(names) - len(vec)
+
+
+def short_storable_weights(weights: np.ndarray) -> list[float]:
+    """Per weight, the shortest decimal the engine stores exactly like the weight itself.
+
+    The engine keeps only 9 significant bits (:func:`~stair_es.sparse.truncate_9bit`), so any value
+    in the same 9-bit bucket scores identically; 3-4 significant digits always land in the bucket.
+    Sending ``0.124`` instead of ``0.12376543134450912`` roughly halves the JSON and ``_source``.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    target = truncate_9bit(w)
+    bits = target.view(np.uint32).astype(np.uint64)
+    upper = ((bits + (1 << 15)).astype(np.uint32)).view(np.float32)  # next bucket's start
+    mid = (target.astype(np.float64) + upper.astype(np.float64)) / 2
+    out = w.astype(np.float64)
+    todo = np.ones(len(w), dtype=bool)
+    exponent = np.floor(np.log10(mid, where=mid > 0, out=np.zeros_like(mid)))
+    for digits in range(2, 10):
+        with np.errstate(all="ignore"):  # huge weights overflow the scale; they keep their value
+            scale = 10.0 ** (digits - 1 - exponent[todo])
+            candidate = np.round(mid[todo] * scale) / scale
+        ok = truncate_9bit(candidate.astype(np.float32)) == target[todo]
+        idx = np.flatnonzero(todo)[ok]
+        out[idx] = candidate[ok]
+        todo[idx] = False
+        if not todo.any():
+            break
+    return out.tolist()
 
 
 def document_id(doc: Document, source: Mapping[str, Any]) -> str:
@@ -201,7 +229,13 @@ class Indexer:
                 continue
             pruned = vec.prune(top_k=opts.top_k, min_weight=opts.min_weight, mass=opts.mass)
             summary.pruned_weights += len(vec) - len(pruned)
-            source[name] = pruned.to_features()
+            source[name] = dict(
+                zip(
+                    map(encode_feature_name, pruned.tokens),
+                    short_storable_weights(pruned.weights),
+                    strict=True,
+                )
+            )
             kinds.append(kind)
         if doc.caption:
             source[CAPTION_FIELD] = doc.caption
@@ -233,7 +267,7 @@ class Indexer:
                 return
             if failures is None:
                 self.failures_path.parent.mkdir(parents=True, exist_ok=True)
-                failures = self.failures_path.open("a", encoding="utf-8")
+                failures = self.failures_path.open("w", encoding="utf-8")  # one run, one file
             failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
         def actions() -> Iterator[dict[str, Any]]:

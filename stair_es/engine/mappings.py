@@ -46,6 +46,7 @@ class IndexMeta:
     token_field_type: str
     schema_version: int
     feature_names: str
+    tokens_in_source: bool = True
     library_version: str | None = None
 
     def check(self, index: str, model_id: str, vocab_hash: str) -> None:
@@ -66,6 +67,7 @@ def index_body(
     replicas: int = 0,
     refresh_interval: str = "1s",
     token_field_type: str = "rank_features",
+    tokens_in_source: bool = True,
     extra_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``PUT /<index>`` body for ``distribution`` ("opensearch" or "elasticsearch").
@@ -73,6 +75,9 @@ def index_body(
     ``token_field_type="sparse_vector"`` (Elasticsearch 8.11+ only) stores tokens in ES's
     ``sparse_vector`` field so the native ``sparse_vector`` query can be used; ``rank_feature``
     queries do not work on it, so the query builder switches to ``term`` clauses (same scores).
+
+    ``tokens_in_source=False`` keeps the token maps out of ``_source`` (about half the index size);
+    explanations then come from the engine's ``explain`` output, but the maps cannot be read back.
     """
     if distribution not in ("opensearch", "elasticsearch"):
         raise UsageError(f"unknown distribution {distribution!r}")
@@ -92,12 +97,15 @@ def index_body(
     props = body["mappings"]["properties"]
     for name in TOKEN_FIELDS.values():
         props[name] = {"type": token_field_type}
+    if not tokens_in_source:
+        body["mappings"]["_source"] = {"excludes": list(TOKEN_FIELDS.values())}
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model_id": model.model_id,
         "vocab_hash": model.vocab_hash,
         "feature_names": FEATURE_NAME_ENCODING,
         "token_field_type": token_field_type,
+        "tokens_in_source": tokens_in_source,
         "library_version": __version__,
     }
     if model.vocab_size is not None:
@@ -124,5 +132,6 @@ def parse_meta(index: str, mapping: Mapping[str, Any]) -> IndexMeta:
         token_field_type=str(meta.get("token_field_type", "rank_features")),
         schema_version=int(meta.get("schema_version", SCHEMA_VERSION)),
         feature_names=str(meta.get("feature_names", FEATURE_NAME_ENCODING)),
+        tokens_in_source=bool(meta.get("tokens_in_source", True)),
         library_version=meta.get("library_version"),
     )

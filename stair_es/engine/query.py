@@ -47,11 +47,11 @@ class QueryOptions:
     top_k: int | None = None
     mass: float | None = None
     min_weight: float = 0.0
-    phase1_ratio: float = 0.4
+    phase1_ratio: float = 0.2
     phase1_min_tokens: int = 4
     phase1_max_tokens: int = 64
     window_factor: int = 10
-    min_window: int = 100
+    min_window: int = 200
     max_window: int = 10_000
     sparse_weight: float = 1.0
     bm25_weight: float = 1.0

@@ -9,6 +9,7 @@ engine scores exactly that sum (``linear`` clauses), the contributions add up to
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,47 @@ def explain(query: SparseVector, doc_features: Mapping[str, float]) -> list[Toke
     return rows
 
 
+_LINEAR_RE = re.compile(r"^Linear function on the (\S+) field for the (.+) feature")
+
+
+def explain_from_engine(
+    query: SparseVector, explanation: Mapping[str, Any], fields: Sequence[str]
+) -> tuple[str | None, list[TokenContribution]]:
+    """Contributions from the engine's ``_explanation`` (used when token maps are not in ``_source``).
+
+    Reads each ``linear`` clause's stored feature value S and multiplies by our query weight, so the
+    result does not depend on how a version nests boosts in the tree.
+    """
+    weights = dict(zip(query.tokens, query.weights.tolist(), strict=True))
+    per_field: dict[str, dict[str, float]] = {f: {} for f in fields}
+    stack = [explanation]
+    while stack:
+        node = stack.pop()
+        match = _LINEAR_RE.match(str(node.get("description", "")))
+        if match and match.group(1) in per_field:
+            stored = next(
+                (
+                    d["value"]
+                    for d in node.get("details", [])
+                    if str(d.get("description", "")).startswith("S,")
+                ),
+                None,
+            )
+            if stored is not None:
+                per_field[match.group(1)][decode_feature_name(match.group(2))] = float(stored)
+            continue
+        stack.extend(node.get("details") or [])
+    best_field, best = None, []
+    for name, stored in per_field.items():
+        rows = [
+            TokenContribution(t, weights[t], s, weights[t] * s) for t, s in stored.items() if t in weights
+        ]
+        rows.sort(key=lambda r: -r.contribution)
+        if rows and sum(r.contribution for r in rows) > sum(r.contribution for r in best):
+            best_field, best = name, rows
+    return best_field, best
+
+
 class Searcher:
     """Searches one index; refuses an encoder whose model/vocabulary differs from the index's."""
 
@@ -158,7 +200,7 @@ class Searcher:
         if mode == "native":
             self._require_native()
         source: Any = True if explain else {"excludes": [IMAGE_FIELD, TEXT_FIELD]}
-        return build_query(
+        plan = build_query(
             vec,
             fields,
             mode=mode,
@@ -173,6 +215,9 @@ class Searcher:
             distribution=self.backend.distribution,
             source=source,
         )
+        if explain and mode != "bm25" and not self.meta.tokens_in_source:
+            plan.body["explain"] = True  # token maps are not stored in _source: ask the engine
+        return plan
 
     def search(
         self,
@@ -201,7 +246,9 @@ class Searcher:
         source = dict(raw.get("_source") or {})
         token_maps = {f: source.pop(f, None) for f in (IMAGE_FIELD, TEXT_FIELD)}
         hit = Hit(id=str(raw["_id"]), score=float(raw.get("_score") or 0.0) * plan.score_scale, source=source)
-        if with_explanation and plan.mode != "bm25":
+        if with_explanation and plan.mode != "bm25" and "_explanation" in raw:
+            hit.field, hit.explanation = explain_from_engine(plan.used, raw["_explanation"], plan.fields)
+        elif with_explanation and plan.mode != "bm25":
             best: list[TokenContribution] = []
             for name in plan.fields:
                 if token_maps.get(name):
