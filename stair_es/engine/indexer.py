@@ -252,76 +252,46 @@ class Indexer:
         return document_id(doc, source), source
 
     # running ----------------------------------------------------------------------------------
-    def index_documents(self, docs: Iterable[Document | Mapping[str, Any]]) -> IndexSummary:
-        summary = IndexSummary(
-            index=self.index, failures_path=str(self.failures_path) if self.failures_path else None
-        )
-        start = time.perf_counter()
-        failures: IO[str] | None = None
-        relaxed: dict[str, Any] | None = None
-        in_flight: dict[str, dict[str, Any]] = {}
+    def bulk_kwargs(self) -> dict[str, Any]:
+        """``streaming_bulk`` arguments: per-item failures are yielded, never raised."""
+        opts = self.options
+        return {
+            "chunk_size": opts.chunk_size,
+            "max_chunk_bytes": opts.max_chunk_bytes,
+            "max_retries": opts.max_retries,
+            "initial_backoff": opts.initial_backoff,
+            "max_backoff": opts.max_backoff,
+            "raise_on_error": False,
+            "raise_on_exception": False,
+            "yield_ok": True,
+        }
 
-        def record(entry: dict[str, Any]) -> None:
-            nonlocal failures
-            if self.failures_path is None:
-                return
-            if failures is None:
-                self.failures_path.parent.mkdir(parents=True, exist_ok=True)
-                failures = self.failures_path.open("w", encoding="utf-8")  # one run, one file
-            failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    def index_documents(self, docs: Iterable[Document | Mapping[str, Any]]) -> IndexSummary:
+        """Index everything in ``docs``; returns counts that add up (see :class:`IndexSummary`)."""
+        run = BulkRun(self)
+        relaxed: dict[str, Any] | None = None
 
         def actions() -> Iterator[dict[str, Any]]:
             nonlocal relaxed
-            for position, doc in enumerate(docs):
-                summary.total += 1
-                try:
-                    doc_id, source = self.prepare(doc, summary)
-                except (ValueError, TypeError) as exc:
-                    summary.skipped += 1
-                    record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+            for doc in docs:
+                action = run.action(doc)
+                if action is None:
                     continue
-                in_flight[doc_id] = {"position": position, **_describe(source)}
-                if (
-                    relaxed is None
-                    and self.options.relax_after is not None
-                    and summary.total >= self.options.relax_after
-                ):
+                if relaxed is None and run.should_relax():
                     relaxed = self._relax()
-                yield {"_op_type": "index", "_index": self.index, "_id": doc_id, "_source": source}
+                yield action
 
         try:
-            for ok, item in self.backend.streaming_bulk(
-                actions(),
-                chunk_size=self.options.chunk_size,
-                max_chunk_bytes=self.options.max_chunk_bytes,
-                max_retries=self.options.max_retries,
-                initial_backoff=self.options.initial_backoff,
-                max_backoff=self.options.max_backoff,
-                raise_on_error=False,
-                raise_on_exception=False,
-                yield_ok=True,
-            ):
-                result = next(iter(item.values())) if isinstance(item, Mapping) and item else {}
-                doc_id = str(result.get("_id", ""))
-                described = in_flight.pop(doc_id, {})
-                if ok:
-                    summary.indexed += 1
-                    if result.get("result") == "updated":
-                        summary.updated += 1
-                    else:
-                        summary.created += 1
-                else:
-                    summary.failed += 1
-                    record({"id": doc_id, "stage": "engine", **described, **_engine_reason(result)})
+            for ok, item in self.backend.streaming_bulk(actions(), **self.bulk_kwargs()):
+                run.handle(ok, item)
         finally:
             if relaxed is not None:
                 self._restore(relaxed)
-            if failures is not None:
-                failures.close()
-            if self.options.refresh_at_end and summary.indexed:
+            run.close()
+            if self.options.refresh_at_end and run.summary.indexed:
                 self.backend.refresh(self.index)
-            summary.seconds = time.perf_counter() - start
-        return summary
+            run.finish()
+        return run.summary
 
     def _relax(self) -> dict[str, Any]:
         current = self.backend.get_settings(self.index)
@@ -334,6 +304,67 @@ class Indexer:
 
     def _restore(self, previous: dict[str, Any]) -> None:
         self.backend.put_settings(self.index, previous)
+
+
+class BulkRun:
+    """Bookkeeping of one load (shared by the sync and async indexers): counts, ids in flight, and
+    the failures file, opened on the first failure and truncated per run."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+        path = indexer.failures_path
+        self.summary = IndexSummary(index=indexer.index, failures_path=str(path) if path else None)
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        self._failures: IO[str] | None = None
+        self._start = time.perf_counter()
+
+    def record(self, entry: dict[str, Any]) -> None:
+        path = self.indexer.failures_path
+        if path is None:
+            return
+        if self._failures is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._failures = path.open("w", encoding="utf-8")
+        self._failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def action(self, doc: Any) -> dict[str, Any] | None:
+        """The bulk action for ``doc``, or None (counted as skipped, reason recorded)."""
+        position = self.summary.total
+        self.summary.total += 1
+        try:
+            doc_id, source = self.indexer.prepare(doc, self.summary)
+        except (ValueError, TypeError) as exc:
+            self.summary.skipped += 1
+            self.record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+            return None
+        self.in_flight[doc_id] = {"position": position, **_describe(source)}
+        return {"_op_type": "index", "_index": self.indexer.index, "_id": doc_id, "_source": source}
+
+    def should_relax(self) -> bool:
+        limit = self.indexer.options.relax_after
+        return limit is not None and self.summary.total >= limit
+
+    def handle(self, ok: bool, item: Any) -> None:
+        result = next(iter(item.values())) if isinstance(item, Mapping) and item else {}
+        doc_id = str(result.get("_id", ""))
+        described = self.in_flight.pop(doc_id, {})
+        if ok:
+            self.summary.indexed += 1
+            if result.get("result") == "updated":
+                self.summary.updated += 1
+            else:
+                self.summary.created += 1
+        else:
+            self.summary.failed += 1
+            self.record({"id": doc_id, "stage": "engine", **described, **_engine_reason(result)})
+
+    def close(self) -> None:
+        if self._failures is not None:
+            self._failures.close()
+            self._failures = None
+
+    def finish(self) -> None:
+        self.summary.seconds = time.perf_counter() - self._start
 
 
 def _describe(doc: Any) -> dict[str, Any]:
