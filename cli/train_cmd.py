@@ -1,0 +1,159 @@
+"""``stair-es train`` and ``stair-es make-synthetic`` (torch is imported only inside ``train``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+STAGE_CHOICES = ["all", "1", "2", "3", "dense-to-sparse"]
+
+
+@click.command("make-synthetic")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--num-images", default=5000, show_default=True, help="Images to draw (all splits).")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--image-size", default=64, show_default=True, help="Side of the square images, in pixels.")
+@click.option(
+    "--format", "image_format", type=click.Choice(["png", "jpeg"]), default="png", show_default=True
+)
+@click.option("--test-fraction", default=0.1, show_default=True, help="Share of images in test.jsonl.")
+@click.option("--val-fraction", default=0.0, show_default=True, help="Share of images in val.jsonl.")
+def make_synthetic(
+    out_dir: Path,
+    num_images: int,
+    seed: int,
+    image_size: int,
+    image_format: str,
+    test_fraction: float,
+    val_fraction: float,
+) -> None:
+    """Write seeded synthetic captioned images (coloured shapes) and JSONL manifests per split."""
+    from stair_es.data.synthetic import SyntheticConfig, generate_synthetic
+    from stair_es.errors import UsageError
+
+    if num_images < 1 or not 0 <= test_fraction + val_fraction < 1:
+        raise UsageError("need --num-images >= 1 and 0 <= test + val fraction < 1")
+    config = SyntheticConfig(
+        num_images=num_images,
+        seed=seed,
+        image_size=image_size,
+        image_format=image_format,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+    )
+    manifests = generate_synthetic(out_dir, config)
+    for split, path in manifests.items():
+        lines = sum(1 for _ in path.open(encoding="utf-8"))
+        click.echo(f"{split}: {lines} pairs -> {path}")
+
+
+@click.command("train")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    help="Training pairs: .jsonl manifest, "
+    "COCO/Karpathy .json (with --image-root) or a folder of images with .txt sidecars. "
+    "Optional with --preset (the preset's synthetic set is generated under OUTPUT/data).",
+)
+@click.option(
+    "--eval-data", type=click.Path(exists=True, path_type=Path), help="Held-out pairs for recall logs."
+)
+@click.option(
+    "--image-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Image folder for COCO/Karpathy JSON.",
+)
+@click.option("--split", default=None, help="Split to train on (Karpathy/JSONL 'split' field).")
+@click.option(
+    "--eval-split", default=None, help="Split of --eval-data (or of --data when --eval-data is unset)."
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory to write (checkpoints and logs go inside).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["demo", "tiny"]),
+    default=None,
+    help="Known-good recipe (demo: ~3 min CPU on the synthetic set).",
+)
+@click.option(
+    "--stage",
+    type=click.Choice(STAGE_CHOICES),
+    default="all",
+    show_default=True,
+    help="'all' runs stages 1->2->3 (40/20/40 of --steps); or one mode.",
+)
+@click.option(
+    "--steps", type=int, default=None, help="Optimizer steps (total for --stage all).  [default: 500]"
+)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak AdamW learning rate.")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--warmup", type=float, default=0.05, show_default=True, help="Warmup as a fraction of steps.")
+@click.option("--flops-image", type=float, default=1e-2, show_default=True, help="FLOPs weight, image side.")
+@click.option("--flops-text", type=float, default=1e-2, show_default=True, help="FLOPs weight, text side.")
+@click.option(
+    "--flops-ramp",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Quadratic FLOPs ramp as a fraction of the (first) stage's steps.",
+)
+@click.option(
+    "--init",
+    "init_model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue from a saved STAIR model directory.",
+)
+@click.option(
+    "--vision-checkpoint",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Local CLIP vision checkpoint for the image tower.",
+)
+@click.option(
+    "--text-checkpoint",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Local BERT checkpoint (with vocab.txt) for the text tower; its vocabulary is the output space.",
+)
+@click.option(
+    "--unfreeze-last-blocks",
+    type=int,
+    default=0,
+    show_default=True,
+    help="dense-to-sparse: also train the last N blocks of each tower.",
+)
+@click.option("--image-size", type=int, default=48, show_default=True, help="Fresh image tower input size.")
+@click.option("--patch-size", type=int, default=12, show_default=True)
+@click.option("--hidden-size", type=int, default=128, show_default=True)
+@click.option("--layers", type=int, default=2, show_default=True)
+@click.option("--vocab-size", type=int, default=None, help="Cap the vocabulary (>= 1000 recommended).")
+@click.option("--max-pairs", type=int, default=None, help="Use at most this many training pairs.")
+@click.option("--eval-every", type=int, default=0, show_default=True, help="Steps between held-out evals.")
+@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --output.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--quiet", is_flag=True, help="Only the final summary.")
+def train(**opts: object) -> None:
+    """Train a STAIR model: stages 1-3 (grounding recipe), one stage, or dense-to-sparse."""
+    from stair_es.errors import require
+
+    require("torch", "train", "training")
+    import json
+
+    import torch
+
+    from stair_es.training.cli_support import run_train_command
+
+    if opts["threads"]:
+        torch.set_num_threads(int(opts["threads"]))  # type: ignore[call-overload]
+    log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
+    record = run_train_command(opts, log)
+    click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))

@@ -1,0 +1,327 @@
+"""One trainer, five modes: STAIR stages 1-3, dense-to-sparse, and the dense CLIP baseline objective.
+
+Stage semantics (what makes the tokens grounded):
+  "1"  image and text learn; the text vector is masked to the caption's own tokens, so the image side
+       can only score by lighting up words that occur in its captions.
+  "2"  image tower *and* image head frozen (not in the optimizer, bit-identical); the text side learns
+       to expand into the grounded space the image side defines.
+  "3"  everything learns jointly.
+  "dense-to-sparse"  pretrained towers frozen, only the token heads (+ optionally the last blocks).
+  "dense"  plain CLIP contrastive loss, no FLOPs, no masks (for the DenseClipModel baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from stair_es.errors import UsageError
+from stair_es.model.modeling import caption_token_mask
+from stair_es.training.batches import PairTensors, batch_indices
+from stair_es.training.evaluation import retrieval_metrics, top_tokens
+from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp
+
+STAGES = ("1", "2", "3", "dense-to-sparse", "dense")
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one stage. FLOPs weights ramp up quadratically over ``flops_ramp_fraction``."""
+
+    stage: str = "3"
+    steps: int = 100
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    flops_image: float = 1e-3
+    flops_text: float = 1e-3
+    flops_ramp_fraction: float = 0.3
+    learn_temperature: bool = True
+    unfreeze_last_blocks: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # CUDA only; CPU runs fp32
+    log_every: int = 20
+    eval_every: int = 0  # 0: evaluate once at the end
+    checkpoint_every: int = 0  # 0: no intermediate checkpoints
+    keep_checkpoints: int = 2
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise UsageError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
+        if self.steps < 1 or self.batch_size < 2 or self.grad_accum < 1:
+            raise UsageError("steps >= 1, batch size >= 2 and grad accumulation >= 1 are required")
+        if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0:
+            raise UsageError("the learning rate must be > 0 and FLOPs weights >= 0")
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup then cosine decay to ``min_ratio`` of the peak."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Trains ``model`` in one mode; ``train()`` returns the final held-out metrics."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        train_data: PairTensors,
+        eval_data: PairTensors | None = None,
+        output_dir: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        config.validate()
+        self.model, self.config, self.train_data, self.eval_data = model, config, train_data, eval_data
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.log = log or (lambda _msg: None)
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+        )
+        self.model.to(self.device)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.image_frozen = config.stage in ("2", "dense-to-sparse")
+        self.trainable = self._configure_trainable()
+        self.optimizer = self._build_optimizer()
+        warmup = int(config.warmup_fraction * config.steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, config.steps, warmup, config.min_lr_ratio)
+        )
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.vocab = model.tokenizer.get_vocab() if getattr(model, "tokenizer", None) is not None else None
+
+    # --- setup ------------------------------------------------------------------------------------
+    def _configure_trainable(self) -> list[nn.Parameter]:
+        stage, model = self.config.stage, self.model
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if stage == "2":
+            for p in model.image_parameters():
+                p.requires_grad_(False)
+        elif stage == "dense-to-sparse":
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for p in [
+                *model.image_head.parameters(),
+                *model.text_head.parameters(),
+                *model.last_block_parameters(self.config.unfreeze_last_blocks),
+            ]:
+                p.requires_grad_(True)
+            model.log_temperature.requires_grad_(True)
+        if not self.config.learn_temperature:
+            model.log_temperature.requires_grad_(False)
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; no weight decay on biases, norms and the temperature (decaying them only hurts)."""
+        decay = [p for p in self.trainable if p.ndim >= 2]
+        no_decay = [p for p in self.trainable if p.ndim < 2]
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.98), eps=1e-6, fused=fused)
+
+    def _set_modes(self) -> None:
+        self.model.train()
+        if self.image_frozen:  # frozen parts behave as at inference (dropout etc. off)
+            self.model.vision_tower.eval()
+            self.model.image_head.eval()
+        if self.config.stage == "dense-to-sparse":
+            self.model.text_tower.eval()
+
+    # --- one step -------------------------------------------------------------------------------
+    def encode_batch(
+        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and text vectors as this mode trains them (stage 1: text masked to caption tokens)."""
+        cfg, model = self.config, self.model
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            if self.image_frozen and cfg.stage == "2":
+                with torch.no_grad():
+                    image = model.encode_image(pixels)
+            else:
+                image = model.encode_image(pixels)
+            text = model.encode_text(ids, mask)
+        image, text = image.float(), text.float()
+        if cfg.stage == "1":
+            text = text * caption_token_mask(ids, mask, text.shape[1])
+        return image, text
+
+    def compute_loss(
+        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Loss parts for one (micro-)batch; ``total`` is what is back-propagated."""
+        cfg, model = self.config, self.model
+        image, text = self.encode_batch(pixels, ids, mask)
+        scores = model.similarity(image, text) / model.temperature
+        parts = {"contrastive": contrastive_loss(scores)}
+        total = parts["contrastive"]
+        if cfg.stage != "dense":
+            ramp = quadratic_ramp(self.step, int(cfg.flops_ramp_fraction * cfg.steps))
+            parts["flops_image"] = flops_loss(image)
+            parts["flops_text"] = flops_loss(text)
+            total = total + ramp * (
+                cfg.flops_image * parts["flops_image"] + cfg.flops_text * parts["flops_text"]
+            )
+            parts["active_image"] = (image > 0).sum(dim=1).float().mean()
+            parts["active_text"] = (text > 0).sum(dim=1).float().mean()
+        parts["total"] = total
+        return parts
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.config
+        self._set_modes()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            idx = batch_indices(
+                len(self.train_data), cfg.batch_size, self.step * cfg.grad_accum + micro, cfg.seed
+            )
+            pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in self.train_data.select(idx))
+            parts = self.compute_loss(pixels, ids, mask)
+            self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) / cfg.grad_accum
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        sums["grad_norm"] = float(grad_norm)
+        return sums
+
+    # --- loop ---------------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict[str, float]:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        if resume:
+            self.resume_from_latest()
+        started, window_start, window_steps = time.perf_counter(), time.perf_counter(), 0
+        running: dict[str, float] = {}
+        while self.step < cfg.steps:
+            parts = self.train_step()
+            window_steps += 1
+            for key, value in parts.items():
+                running[key] = running.get(key, 0.0) + value
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - window_start
+                record = {k: round(v / window_steps, 5) for k, v in running.items()}
+                record.update(
+                    step=self.step,
+                    stage=cfg.stage,
+                    lr=self.scheduler.get_last_lr()[0],
+                    temperature=round(float(self.model.temperature.detach()), 5),
+                    sec_per_step=round(elapsed / window_steps, 4),
+                )
+                self._record(record)
+                running, window_start, window_steps = {}, time.perf_counter(), 0
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                self.evaluate()
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+        metrics = self.evaluate() if self.eval_data is not None else {}
+        metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_data is None:
+            return {}
+        metrics = retrieval_metrics(
+            self.model, self.eval_data, self.vocab if self.config.stage != "dense" else None
+        )
+        record: dict[str, Any] = {"step": self.step, "stage": self.config.stage, "eval": metrics}
+        if self.vocab is not None and self.config.stage != "dense":
+            from stair_es.training.evaluation import encode_pairs
+
+            first = PairTensors(*self.eval_data.select([0]), self.eval_data.captions[:1])
+            image_vec, _ = encode_pairs(self.model, first)
+            id_to_token = {i: t for t, i in self.vocab.items()}
+            record["example"] = {
+                "caption": first.captions[0],
+                "image_top": top_tokens(image_vec[0], id_to_token),
+            }
+        self._record(record)
+        return dict(metrics)
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        self.log(json.dumps(record))
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with (self.output_dir / "train_log.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def _checkpoint_root(self) -> Path:
+        if self.output_dir is None:
+            raise UsageError("checkpoints need an output directory")
+        return self.output_dir / "checkpoints" / f"stage-{self.config.stage}"
+
+    def save_checkpoint(self) -> Path:
+        """Model directory + optimizer/scheduler/scaler/step; keeps the newest ``keep_checkpoints``."""
+        path = self._checkpoint_root() / f"step-{self.step:07d}"
+        path.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.model, "save_pretrained"):
+            self.model.save_pretrained(path)
+        else:
+            torch.save(self.model.state_dict(), path / "model_state.pt")
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "config": asdict(self.config),
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(state, path / STATE_FILE)
+        existing = sorted(self._checkpoint_root().glob("step-*"))
+        for old in existing[: max(0, len(existing) - self.config.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        self._record({"step": self.step, "stage": self.config.stage, "checkpoint": str(path)})
+        return path
+
+    def resume_from_latest(self) -> bool:
+        """Continue from the newest checkpoint of this stage, if any (True when one was found)."""
+        candidates = sorted(self._checkpoint_root().glob("step-*")) if self.output_dir else []
+        candidates = [c for c in candidates if (c / STATE_FILE).is_file()]
+        if not candidates:
+            return False
+        path = candidates[-1]
+        if (path / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            self.model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(self.device)))
+        else:
+            self.model.load_state_dict(torch.load(path / "model_state.pt", map_location=self.device))
+        state = torch.load(path / STATE_FILE, map_location=self.device, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.step = int(state["step"])
+        self._record({"step": self.step, "stage": self.config.stage, "resumed_from": str(path)})
+        return True

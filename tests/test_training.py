@@ -1,0 +1,184 @@
+"""Training semantics on tiny configs: stage masks/freezing, FLOPs effect, losses, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from stair_es.data import SyntheticConfig, generate_synthetic, read_jsonl  # noqa: E402
+from stair_es.model.modeling import StairModel  # noqa: E402
+from stair_es.model.testing import tiny_model  # noqa: E402
+from stair_es.training.batches import PairTensors, batch_indices, load_pairs  # noqa: E402
+from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp  # noqa: E402
+from stair_es.training.trainer import TrainConfig, Trainer, lr_factor  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("syn")
+    manifests = generate_synthetic(
+        root, SyntheticConfig(num_images=96, seed=5, test_fraction=0.25, image_size=32)
+    )
+    return {"train": read_jsonl(manifests["train"]), "test": read_jsonl(manifests["test"])}
+
+
+def _data(model: StairModel, pairs) -> PairTensors:
+    return load_pairs(pairs, model.tokenizer, model.preprocessor_config, model.config.max_text_length)
+
+
+def _model(seed: int = 0) -> StairModel:
+    return tiny_model(seed=seed, max_text_length=24)
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_losses_match_their_definitions() -> None:
+    scores = torch.tensor([[2.0, 0.5, 0.1], [0.3, 1.5, 0.2], [0.0, 0.4, 3.0]])
+    log_p_rows = scores.log_softmax(dim=1).diag()
+    log_p_cols = scores.log_softmax(dim=0).diag()
+    expected = -0.5 * (log_p_rows.mean() + log_p_cols.mean())
+    assert torch.allclose(contrastive_loss(scores), expected)
+    vectors = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert math.isclose(float(flops_loss(vectors)), 2.0**2 + 0.0 + 1.0**2)
+    assert quadratic_ramp(0, 10) == 0.0 and quadratic_ramp(5, 10) == 0.25 and quadratic_ramp(20, 10) == 1.0
+    assert quadratic_ramp(3, 0) == 1.0
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    factors = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_batches_are_seeded_and_cover_each_epoch() -> None:
+    first = [batch_indices(20, 5, s, seed=1) for s in range(4)]
+    assert sorted(int(i) for b in first for i in b) == list(range(20))
+    assert all(
+        (a == b).all()
+        for a, b in zip(first, [batch_indices(20, 5, s, seed=1) for s in range(4)], strict=True)
+    )
+    assert not (batch_indices(20, 5, 4, seed=1) == first[0]).all()  # next epoch, new order
+
+
+def test_stage1_text_vectors_only_on_caption_tokens(synthetic) -> None:
+    model = _model()
+    data = _data(model, synthetic["train"][:16])
+    trainer = Trainer(model, TrainConfig(stage="1", steps=2, batch_size=8), data)
+    trainer.train()
+    pixels, ids, mask = data.select(range(8))
+    with torch.no_grad():
+        _, text = trainer.encode_batch(pixels, ids, mask)
+        unmasked = model.encode_text(ids, mask)
+    for row in range(8):
+        caption_ids = set(ids[row][mask[row] == 1].tolist())
+        nonzero = set(torch.nonzero(text[row]).flatten().tolist())
+        assert nonzero and nonzero <= caption_ids
+    assert (unmasked > 0).sum() > (text > 0).sum()  # the mask, not the model, did the restricting
+    trainer3 = Trainer(model, TrainConfig(stage="3", steps=1, batch_size=8), data)
+    with torch.no_grad():
+        _, text3 = trainer3.encode_batch(pixels, ids, mask)
+    assert torch.equal(text3, unmasked)
+
+
+def test_stage2_leaves_image_side_bit_identical(synthetic) -> None:
+    model = _model()
+    data = _data(model, synthetic["train"][:32])
+    image_before = {
+        **_state(model.vision_tower),
+        **{f"head.{k}": v for k, v in _state(model.image_head).items()},
+    }
+    text_before = _state(model.text_head)
+    Trainer(model, TrainConfig(stage="2", steps=4, batch_size=8, lr=1e-2, weight_decay=0.1), data).train()
+    image_after = {
+        **_state(model.vision_tower),
+        **{f"head.{k}": v for k, v in _state(model.image_head).items()},
+    }
+    assert image_before.keys() == image_after.keys()
+    for key, value in image_before.items():
+        assert torch.equal(value, image_after[key]), key
+    assert any(not torch.equal(v, _state(model.text_head)[k]) for k, v in text_before.items())
+
+
+def test_dense_to_sparse_trains_only_heads(synthetic) -> None:
+    model = _model()
+    data = _data(model, synthetic["train"][:32])
+    towers = {**_state(model.vision_tower), **{f"t.{k}": v for k, v in _state(model.text_tower).items()}}
+    heads = {**_state(model.image_head), **{f"t.{k}": v for k, v in _state(model.text_head).items()}}
+    Trainer(model, TrainConfig(stage="dense-to-sparse", steps=3, batch_size=8, lr=1e-2), data).train()
+    towers_after = {
+        **_state(model.vision_tower),
+        **{f"t.{k}": v for k, v in _state(model.text_tower).items()},
+    }
+    heads_after = {**_state(model.image_head), **{f"t.{k}": v for k, v in _state(model.text_head).items()}}
+    assert all(torch.equal(v, towers_after[k]) for k, v in towers.items())
+    assert sum(not torch.equal(v, heads_after[k]) for k, v in heads.items()) >= 4
+
+
+def _active_after_training(synthetic, flops_weight: float) -> tuple[float, float]:
+    model = _model(seed=1)
+    data = _data(model, synthetic["train"])
+    cfg = TrainConfig(stage="3", steps=25, batch_size=24, lr=3e-3, flops_image=flops_weight,
+                      flops_text=flops_weight, flops_ramp_fraction=0.2, seed=2)  # fmt: skip
+    Trainer(model, cfg, data).train()
+    model.eval()
+    pixels, ids, mask = data.select(range(len(data)))
+    with torch.no_grad():
+        image, text = model.encode_image(pixels), model.encode_text(ids, mask)
+    return float((image > 0).sum(1).float().mean()), float((text > 0).sum(1).float().mean())
+
+
+def test_larger_flops_weight_gives_fewer_active_tokens(synthetic) -> None:
+    weak_image, weak_text = _active_after_training(synthetic, 0.0)
+    strong_image, strong_text = _active_after_training(synthetic, 1.0)
+    assert strong_image < 0.5 * weak_image and strong_text < 0.5 * weak_text
+
+
+def test_training_logs_loss_parts_and_held_out_recall(synthetic, tmp_path) -> None:
+    model = _model()
+    train, test = _data(model, synthetic["train"]), _data(model, synthetic["test"])
+    trainer = Trainer(
+        model, TrainConfig(stage="1", steps=4, batch_size=8, log_every=2), train, test, tmp_path
+    )
+    metrics = trainer.train()
+    logged = [r for r in trainer.history if "contrastive" in r]
+    assert len(logged) == 2
+    for key in ["flops_image", "flops_text", "active_image", "active_text", "total", "lr", "temperature"]:
+        assert key in logged[0]
+    for key in ["t2i_r1", "i2t_r1", "t2i_r10", "active_fraction", "grounding"]:
+        assert 0.0 <= metrics[key] <= (1.0 if key != "active_fraction" else 1.0)
+    assert (tmp_path / "train_log.jsonl").read_text().count("\n") == len(trainer.history)
+
+
+def test_resume_continues_exactly(synthetic, tmp_path) -> None:
+    def run(steps: int, out, resume: bool, checkpoint_every: int = 0) -> StairModel:
+        model = _model(seed=4)
+        data = _data(model, synthetic["train"][:40])
+        cfg = TrainConfig(stage="3", steps=steps, batch_size=8, checkpoint_every=checkpoint_every, seed=3)
+        trainer = Trainer(model, cfg, data, output_dir=out)
+        trainer.train(resume=resume)
+        return model
+
+    straight = run(6, tmp_path / "a", resume=False)
+    run(6, tmp_path / "b", resume=False, checkpoint_every=3)  # writes step-3 (and would finish)
+    checkpoints = sorted((tmp_path / "b" / "checkpoints" / "stage-3").glob("step-*"))
+    assert [c.name for c in checkpoints] == ["step-0000003"]
+    resumed = run(6, tmp_path / "b", resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_trainer_rejects_bad_config(synthetic) -> None:
+    from stair_es.errors import UsageError
+
+    model = _model()
+    data = _data(model, synthetic["train"][:8])
+    with pytest.raises(UsageError, match="unknown stage"):
+        Trainer(model, TrainConfig(stage="4"), data)
+    with pytest.raises(ValueError, match="exceeds"):
+        Trainer(model, TrainConfig(stage="3", steps=1, batch_size=16), data).train()

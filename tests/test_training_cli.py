@@ -1,0 +1,76 @@
+"""`stair-es make-synthetic` and `stair-es train` through click's CliRunner (tiny preset, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from stair_es_cli.main import main
+
+
+def test_make_synthetic_writes_manifests(tmp_path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["make-synthetic", str(tmp_path / "syn"), "--num-images", "12", "--seed", "3", "--image-size", "32"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "train: 11 pairs" in result.output and "test: 1 pairs" in result.output
+    rows = [json.loads(line) for line in (tmp_path / "syn" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 11 and (tmp_path / "syn" / rows[0]["image"]).is_file()
+
+
+def test_make_synthetic_rejects_bad_fractions(tmp_path) -> None:
+    result = CliRunner().invoke(
+        main, ["make-synthetic", str(tmp_path), "--test-fraction", "0.8", "--val-fraction", "0.3"]
+    )
+    assert result.exit_code == 2 and "fraction" in result.output
+
+
+def test_train_needs_data(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["train", "--output", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "--data is required" in result.output
+
+
+def test_train_tiny_preset_writes_a_loadable_model(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from stair_es.model import StairModel
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["make-synthetic", str(tmp_path / "syn"), "--num-images", "40", "--image-size", "32",
+                                "--test-fraction", "0.2"]).exit_code == 0  # fmt: skip
+    args = ["train", "--preset", "tiny", "--data", str(tmp_path / "syn" / "train.jsonl"),
+            "--eval-data", str(tmp_path / "syn" / "test.jsonl"), "--output", str(tmp_path / "m"), "--quiet"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert "t2i_r1" in summary["final_metrics"]
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert [s["config"]["stage"] for s in record["stages"]] == ["1", "2", "3"]
+    assert record["recipe"] == "tiny" and "train" in record["command"]
+    model = StairModel.from_pretrained(tmp_path / "m")
+    assert model.config.vocab_size >= 1000
+    # a resumed run with every stage finished only reloads and re-saves
+    again = runner.invoke(main, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+
+
+def test_train_single_stage_custom_and_errors(tmp_path) -> None:
+    pytest.importorskip("torch")
+    runner = CliRunner()
+    runner.invoke(main, ["make-synthetic", str(tmp_path / "syn"), "--num-images", "20", "--image-size", "32"])
+    data = str(tmp_path / "syn" / "train.jsonl")
+    small = ["--image-size", "32", "--patch-size", "8", "--hidden-size", "32", "--layers", "1"]
+    result = runner.invoke(main, ["train", "--data", data, "--output", str(tmp_path / "m"), "--stage", "2",
+                                  "--steps", "2", "--batch-size", "4", "--quiet", *small])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert [s["config"]["stage"] for s in record["stages"]] == ["2"]
+    too_big = runner.invoke(main, ["train", "--data", data, "--output", str(tmp_path / "x"), "--batch-size", "64",
+                                   *small])  # fmt: skip
+    assert too_big.exit_code == 2 and "exceeds" in too_big.output
+    d2s = runner.invoke(
+        main, ["train", "--data", data, "--output", str(tmp_path / "y"), "--stage", "dense-to-sparse"]
+    )
+    assert d2s.exit_code == 2 and "pretrained towers" in d2s.output
