@@ -153,3 +153,12 @@ def test_es_client_sends_media_types_the_server_major_understands(
 def test_unreachable_engine_is_one_clear_line() -> None:
     with pytest.raises(EngineError, match="cannot reach a search engine.*stair-es engine up"):
         connect(ConnectionConfig(urls="http://127.0.0.1:9", timeout=2))
+
+
+def test_caption_analyzer_is_configurable_for_core_only_nodes() -> None:
+    body = index_body("elasticsearch", ModelMeta("m", "h"), caption_analyzer="standard")
+    assert body["mappings"]["properties"]["caption"]["analyzer"] == "standard"
+    assert body["mappings"]["_meta"]["stair_es"]["caption_analyzer"] == "standard"
+    hidden = index_body("opensearch", ModelMeta("m", "h"), tokens_in_source=False)
+    assert hidden["mappings"]["_source"] == {"excludes": ["image_tokens", "text_tokens"]}
+    assert parse_meta("i", hidden["mappings"]).tokens_in_source is False

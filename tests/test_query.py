@@ -171,3 +171,32 @@ def test_filter_shorthand_and_dsl_passthrough() -> None:
     assert normalize_filters([{"term": {"a": 1}}, {"b": 2}]) == [{"term": {"a": 1}}, {"term": {"b": 2}}]
     with pytest.raises(TypeError):
         normalize_filters("modality:image")
+
+
+def test_explanations_parse_the_engines_linear_clauses() -> None:
+    from stair_es.engine.search import explain, explain_from_engine
+
+    def linear(field: str, feature: str, w: float, s: float) -> dict:
+        return {
+            "value": w * s,
+            "description": f"Linear function on the {field} field for the {feature} feature, computed as w * S from:",
+            "details": [
+                {"value": w, "description": "w, weight of this function", "details": []},
+                {"value": s, "description": "S, feature value", "details": []},
+            ],
+        }
+
+    tree = {
+        "value": 3.7,
+        "description": "sum of:",
+        "details": [
+            linear("image_tokens", "dog", 2.0, 1.5),
+            linear("image_tokens", "u%2Es%2E", 1.0, 0.69921875),
+        ],
+    }
+    query = SparseVector.from_dict({"dog": 2.0, "u.s.": 1.0, "cat": 5.0})
+    field, rows = explain_from_engine(query, tree, ["image_tokens", "text_tokens"])
+    assert field == "image_tokens"
+    assert [(r.token, r.contribution) for r in rows] == [("dog", 3.0), ("u.s.", 0.69921875)]
+    # the _source path gives the same rows, using the engine's 9-bit stored weights
+    assert explain(query, {"dog": 1.5, "u%2Es%2E": 0.7}) == rows

@@ -78,8 +78,10 @@ class AsyncBackend:
                 if value is not None:
                     self._max_clauses = int(value)
                     break
-        rows = await self._call("listing plugins", self.client.cat.plugins(format="json"))
-        self._plugins = {str(r.get("component", "")) for r in rows or []}
+        resp = await self._call("listing plugins", self.client.nodes.info(metric="plugins"))
+        for node in (resp.get("nodes") or {}).values():
+            for kind in ("modules", "plugins"):
+                self._plugins.update(str(p.get("name", "")) for p in node.get(kind) or [])
 
     def max_clause_count(self) -> int:
         return self._max_clauses

@@ -165,9 +165,14 @@ class Backend:
         return self.info.version
 
     def plugins(self) -> set[str]:
+        """Names of installed modules and plugins on every node (``analysis-common``, ``opensearch-neural-search``)."""
         if self._plugins is None:
-            rows = self._call("listing plugins", self.client.cat.plugins, format="json")
-            self._plugins = {str(r.get("component", "")) for r in rows or []}
+            resp = self._call("listing plugins", self.client.nodes.info, metric="plugins")
+            names: set[str] = set()
+            for node in (resp.get("nodes") or {}).values():
+                for kind in ("modules", "plugins"):
+                    names.update(str(p.get("name", "")) for p in node.get(kind) or [])
+            self._plugins = names
         return self._plugins
 
     @property
@@ -221,9 +226,13 @@ class Backend:
                 raise EngineError(f"index '{index}' already exists (delete it or pass exist_ok/--append)")
             self.check_model(index, model.model_id, model.vocab_hash)
             return {"acknowledged": True, "existing": True}
+        # core-only Elasticsearch builds (e.g. assembled from Maven Central) lack analysis-common,
+        # which provides the "english" analyzer: fall back to "standard" rather than fail
+        analyzer = "english" if "analysis-common" in self.plugins() else "standard"
         body = index_body(
             self.distribution,
             model,
+            caption_analyzer=analyzer,
             shards=shards,
             replicas=replicas,
             refresh_interval=refresh_interval,

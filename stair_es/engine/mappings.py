@@ -19,8 +19,8 @@ from stair_es.mappings_data import load
 SCHEMA_VERSION = 1
 FEATURE_NAME_ENCODING = "percent-dot-v1"  # stair_es.sparse.encode_feature_name
 IMAGE_FIELD = "image_tokens"
-TEXT_FIELD = "text_tokens"
 CAPTION_FIELD = "caption"
+TEXT_FIELD = "text_tokens"
 TOKEN_FIELDS = {"image": IMAGE_FIELD, "text": TEXT_FIELD}
 TOKEN_FIELD_TYPES = ("rank_features", "sparse_vector")
 
@@ -68,6 +68,7 @@ def index_body(
     refresh_interval: str = "1s",
     token_field_type: str = "rank_features",
     tokens_in_source: bool = True,
+    caption_analyzer: str = "english",
     extra_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``PUT /<index>`` body for ``distribution`` ("opensearch" or "elasticsearch").
@@ -97,6 +98,7 @@ def index_body(
     props = body["mappings"]["properties"]
     for name in TOKEN_FIELDS.values():
         props[name] = {"type": token_field_type}
+    props[CAPTION_FIELD]["analyzer"] = caption_analyzer
     if not tokens_in_source:
         body["mappings"]["_source"] = {"excludes": list(TOKEN_FIELDS.values())}
     meta: dict[str, Any] = {
@@ -106,6 +108,7 @@ def index_body(
         "feature_names": FEATURE_NAME_ENCODING,
         "token_field_type": token_field_type,
         "tokens_in_source": tokens_in_source,
+        "caption_analyzer": caption_analyzer,
         "library_version": __version__,
     }
     if model.vocab_size is not None:
