@@ -34,12 +34,17 @@ def engine() -> None:
 @click.option(
     "--engine",
     "engine_name",
-    type=click.Choice(["opensearch"]),
+    type=click.Choice(["opensearch", "elasticsearch"]),
     default="opensearch",
     show_default=True,
     help="Engine distribution.",
 )
-@click.option("--version", "version", default=None, help="Engine version [default: the tested pin].")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="Engine version [default: the tested pin, OpenSearch 2.19.6 or Elasticsearch 7.17.29].",
+)
 @click.option(
     "--java-home",
     envvar="STAIR_ES_JAVA_HOME",

@@ -80,3 +80,14 @@ def test_port_taken_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         port = s.getsockname()[1]
         with pytest.raises(ProvisionError, match=f"port {port} is taken"):
             start(port=port, log=lambda m: None)
+
+
+def test_elasticsearch_7_17_is_assembled_from_maven_and_newer_is_refused() -> None:
+    from stair_es.errors import UsageError
+
+    dist = get_distribution("elasticsearch")
+    assert dist.version.startswith("7.17.") and dist.max_java == 23
+    assert [m.name for m in dist.modules] == ["mapper-extras"]
+    assert "elasticsearch.version=" in dist.descriptor(dist.modules[0])
+    with pytest.raises(UsageError, match="no mapper-extras"):
+        get_distribution("elasticsearch", "8.19.21")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stair_es.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -128,13 +130,56 @@ def _opensearch(version: str, pins: dict[str, str] | None = None, min_java: int 
     )
 
 
+def _elasticsearch(version: str, pins: dict[str, str] | None = None) -> Distribution:
+    """Elasticsearch 7.17: the newest release whose mapper-extras module jar is on Maven Central.
+
+    Elastic publishes no analysis-common jar (so no ``english`` analyzer: the ES template uses a
+    core-only caption analyzer) and no mapper-extras for 8.x/9.x (no ``rank_features`` there). 7.x
+    needs the Java Security Manager, which Java 24 removed.
+    """
+    pins = pins or {}
+    return Distribution(
+        engine="elasticsearch",
+        version=version,
+        core=Artifact(
+            "org.elasticsearch.distribution.integ-test-zip",
+            "elasticsearch",
+            version,
+            "zip",
+            pins.get("elasticsearch"),
+        ),
+        modules=(
+            Module(
+                "mapper-extras",
+                "org.elasticsearch.index.mapper.MapperExtrasPlugin",
+                Artifact(
+                    "org.elasticsearch.plugin",
+                    "mapper-extras-client",
+                    version,
+                    sha256=pins.get("mapper-extras-client"),
+                ),
+                "Adds advanced field mappers (rank_features, scaled_float, ...)",
+            ),
+        ),
+        min_java=11,
+        max_java=23,
+    )
+
+
 DEFAULT_OPENSEARCH_VERSION = "2.19.6"
+DEFAULT_ELASTICSEARCH_VERSION = "7.17.29"
 
 # Pinned bytes of the tested release: a changed artifact is refused, not trusted.
 _PINS_2_19_6 = {
     "opensearch": "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
     "mapper-extras-client": "4a486870432b71a190dca3aaba91f1fba58837e4a4146b2982e8a938164a9a34",
     "analysis-common": "187378844d92a043b935038f9ae168f7812f686b1c1c7128f8b97731baff8a1a",
+}
+
+
+_PINS_ES_7_17_29 = {
+    "elasticsearch": "841ee00be1a72ba8e707b5a2fb55f23fe7a4184369b4585393238b1c903eedaf",
+    "mapper-extras-client": "3fc4139860139a524b0e56309261c943c90863da0c1bb2d1b0fc86d78f1525cd",
 }
 
 
@@ -145,6 +190,12 @@ def get_distribution(engine: str = "opensearch", version: str | None = None) -> 
         pins = _PINS_2_19_6 if version == "2.19.6" else None
         major = int(version.split(".")[0])
         return _opensearch(version, pins, min_java=21 if major >= 3 else 11)
-    from stair_es.errors import UsageError
-
-    raise UsageError(f"unknown engine '{engine}': choose opensearch")
+    if engine == "elasticsearch":
+        version = version or DEFAULT_ELASTICSEARCH_VERSION
+        if not version.startswith("7."):
+            raise UsageError(
+                f"Elasticsearch {version} cannot be assembled from Maven Central (no mapper-extras module "
+                "jar, so no rank_features, after 7.17): use 7.17.x, or point STAIR_ES_URL at your cluster"
+            )
+        return _elasticsearch(version, _PINS_ES_7_17_29 if version == "7.17.29" else None)
+    raise UsageError(f"unknown engine '{engine}': choose opensearch or elasticsearch")

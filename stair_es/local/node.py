@@ -228,7 +228,6 @@ def _write_config(dist: Distribution, home: Path, conf: Path, port: int, tport: 
     }
     if dist.engine == "elasticsearch":
         settings["xpack.security.enabled"] = False
-        settings["xpack.ml.enabled"] = False
     # the launcher runs from the (shared, read-only) home: point relative log paths at the instance
     jvm = conf / "jvm.options"
     if jvm.exists():
