@@ -30,8 +30,12 @@ def _client(engine_url: str, distribution: str):
 def index(engine_url: str, engine_distribution: str):
     client = _client(engine_url, engine_distribution)
     name = f"stair-foundation-{uuid.uuid4().hex[:8]}"
-    body = load_mapping("opensearch" if engine_distribution == "opensearch" else "elasticsearch")
-    client.indices.create(index=name, body=body)
+    template = load_mapping("opensearch" if engine_distribution == "opensearch" else "elasticsearch")
+    # only the token field: the full template's caption analyzer depends on the node's modules
+    # (the library picks it at create time; see stair_es.engine.mappings)
+    field = template["mappings"]["properties"]["image_tokens"]
+    assert field["type"] == "rank_features"
+    client.indices.create(index=name, body={"mappings": {"properties": {"image_tokens": field}}})
     yield client, name
     client.indices.delete(index=name)
 

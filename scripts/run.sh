@@ -34,17 +34,25 @@ case "${1:-}" in
   test)
     shift
     setup "all"
-    PORT="${STAIR_ES_TEST_PORT:-9250}"
-    if [ -z "${STAIR_ES_URL:-}" ]; then
-      stair-es engine up --port "$PORT"
-      trap 'stair-es engine down --port "$PORT" || true' EXIT
-      export STAIR_ES_URL="http://127.0.0.1:$PORT"
-    fi
     export STAIR_ES_REQUIRE_INTEGRATION=1
     echo "== ruff"
     ruff check .
-    echo "== pytest (engine: $STAIR_ES_URL)"
-    python -m pytest -m "not gpu" "$@"
+    ruff format --check .
+    if [ -n "${STAIR_ES_URL:-}" ]; then
+      echo "== pytest (engine: $STAIR_ES_URL)"
+      python -m pytest -m "not gpu" "$@"
+      exit 0
+    fi
+    # the same integration tests run on a local OpenSearch node and a local Elasticsearch node
+    OS_PORT="${STAIR_ES_TEST_PORT:-9250}"
+    ES_PORT="${STAIR_ES_TEST_ES_PORT:-9260}"
+    trap 'stair-es engine down --port "$OS_PORT" || true; stair-es engine down --port "$ES_PORT" || true' EXIT
+    stair-es engine up --port "$OS_PORT"
+    stair-es engine up --engine elasticsearch --port "$ES_PORT"
+    echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
+    STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
+    echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"
+    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu" integration_tests "$@"
     ;;
   *)
     echo "usage: bash scripts/run.sh demo|test [args...]" >&2
