@@ -52,3 +52,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
             "integration tests against a real engine: "
             f"{_integration['passed']} passed, {_integration['failed']} failed, {_integration['skipped']} skipped"
         )
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny STAIR model (random weights, local WordPiece vocabulary) exported to ONNX, built once
+    per session: what CLI and pipeline tests encode with. Needs the train extra (torch)."""
+    pytest.importorskip("torch")
+    from stair_es.export import export_model
+    from stair_es.model.testing import save_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-onnx")
+    model_dir = save_tiny_model(root / "model")
+    return export_model(model_dir, root / "onnx").root

@@ -1,0 +1,137 @@
+"""Options and helpers shared by the commands: connection flags (each with its env var), the
+model, and the embedded default engine. Library imports stay inside functions (fast --help)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+LOCAL_PORT_ENV = "STAIR_ES_PORT"
+MODEL_ENV = "STAIR_ES_MODEL"
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--url/--user/--password/--api-key/--ca-certs/--verify-certs/--timeout, all from env too.
+
+    Without --url and STAIR_ES_URL the command uses (and if needed starts) the local engine on
+    127.0.0.1:$STAIR_ES_PORT (9200): the embedded default. ``--no-local`` turns that off.
+    """
+    options = [
+        click.option(
+            "--url",
+            "urls",
+            envvar="STAIR_ES_URL",
+            default=None,
+            help="Engine URL(s), comma-separated [env STAIR_ES_URL; default: the local engine].",
+        ),
+        click.option("--user", "username", envvar="STAIR_ES_USER", default=None, help="[env STAIR_ES_USER]"),
+        click.option("--password", envvar="STAIR_ES_PASSWORD", default=None, help="[env STAIR_ES_PASSWORD]"),
+        click.option(
+            "--api-key",
+            envvar="STAIR_ES_API_KEY",
+            default=None,
+            help="id:key or base64 [env STAIR_ES_API_KEY].",
+        ),
+        click.option(
+            "--ca-certs",
+            envvar="STAIR_ES_CA_CERTS",
+            default=None,
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA bundle [env STAIR_ES_CA_CERTS].",
+        ),
+        click.option(
+            "--verify-certs/--no-verify-certs",
+            envvar="STAIR_ES_VERIFY_CERTS",
+            default=True,
+            show_default=True,
+            help="[env STAIR_ES_VERIFY_CERTS]",
+        ),
+        click.option(
+            "--timeout",
+            envvar="STAIR_ES_TIMEOUT",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Request timeout in seconds [env STAIR_ES_TIMEOUT].",
+        ),
+        click.option(
+            "--local/--no-local",
+            "use_local",
+            default=True,
+            show_default=True,
+            help="Without a URL, use (and start) the local engine on 127.0.0.1:$STAIR_ES_PORT.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        keys = ("urls", "username", "password", "api_key", "ca_certs", "verify_certs", "timeout", "use_local")
+        kwargs["connection"] = {k: kwargs.pop(k) for k in keys}
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def connect_backend(connection: dict[str, Any]):
+    """A connected Backend; starts the local engine when no URL is configured."""
+    from stair_es.engine import ConnectionConfig, connect
+    from stair_es.errors import UsageError
+
+    settings = dict(connection)
+    use_local = settings.pop("use_local", True)
+    if not settings.get("urls"):
+        if not use_local:
+            raise UsageError("no engine URL: pass --url or set STAIR_ES_URL (or drop --no-local)")
+        from stair_es.local import ensure_running
+
+        port = int(os.environ.get(LOCAL_PORT_ENV, "9200"))
+        echo_err(f"no --url/STAIR_ES_URL: using the local engine on 127.0.0.1:{port}")
+        settings["urls"] = ensure_running(port=port, log=echo_err)
+    config = ConnectionConfig.from_env(env={}, **settings)
+    return connect(config)
+
+
+def model_option(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--model DIR: an exported model (manifest + ONNX graphs) [env STAIR_ES_MODEL; default: demo model]."""
+    return click.option(
+        "--model",
+        "model_path",
+        envvar=MODEL_ENV,
+        default=None,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Exported model folder (stair-es export) [env STAIR_ES_MODEL; default: the demo model if built].",
+    )
+
+
+def resolve_model_path(model_path: Path | None) -> Path:
+    """The model to use: the flag/env value, else the demo model built by ``stair-es demo``."""
+    from stair_es.errors import UsageError
+
+    if model_path is not None:
+        return model_path
+    from stair_es.demo import demo_model_dir
+
+    candidate = demo_model_dir()
+    if (candidate / "manifest.json").exists():
+        echo_err(f"using the demo model at {candidate} (pass --model for your own)")
+        return candidate
+    raise UsageError(
+        "no model: pass --model DIR (an exported model) or run `stair-es demo` to build the demo model"
+    )
+
+
+def load_runtime_encoder(model_path: Path | None, provider: str = "auto", **kwargs: Any):
+    from stair_es.runtime import load_encoder
+
+    return load_encoder(resolve_model_path(model_path), provider=provider, **kwargs)
