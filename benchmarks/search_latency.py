@@ -50,11 +50,17 @@ def main() -> None:
     ap.add_argument("--phase1-max-tokens", type=int, default=QueryOptions().phase1_max_tokens)
     ap.add_argument("--min-window", type=int, default=QueryOptions().min_window)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--zipf-s",
+        type=float,
+        default=CorpusSpec(1).zipf_s,
+        help="token popularity exponent (lower = sparser)",
+    )
     args = ap.parse_args()
 
     backend = connect()
-    index = args.index or f"stair-bench-{args.docs}-{args.tokens_in_source}"
-    corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, seed=args.seed))
+    index = args.index or f"stair-bench-{args.docs}-s{args.zipf_s}"
+    corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, seed=args.seed, zipf_s=args.zipf_s))
     index_seconds = None
     if not (args.reuse and backend.index_exists(index)):
         backend.delete_index(index)
@@ -119,6 +125,8 @@ def main() -> None:
         "k": args.k,
         "tokens_in_source": args.tokens_in_source == "yes",
         "codec": args.codec or "default",
+        "zipf_s": args.zipf_s,
+        "corpus_flops": round(corpus.flops(), 2),
         "mean_query_tokens": float(np.mean(query_sizes)),
         "mean_phase1_tokens": float(np.mean(phase1_sizes)),
         "rescore_window": bodies["two_phase"].window,
