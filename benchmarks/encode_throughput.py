@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--trained-model", default=os.environ.get("STAIR_ES_TRAINED_MODEL"), help="saved model dir"
     )
+    p.add_argument(
+        "--agreement-only", action="store_true", help="only the int8-vs-fp32 agreement on --trained-model"
+    )
     p.add_argument("--workdir", default=None, help="keep exports here instead of a temp dir")
     p.add_argument("--quick", action="store_true", help="tiny config: checks the script, not the numbers")
     args = p.parse_args(argv)
@@ -205,6 +208,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="stair-bench-")
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.agreement_only:
+        if not args.trained_model:
+            raise SystemExit("--agreement-only needs --trained-model")
+        return {"int8_top10_agreement_trained": int8_agreement_on(args.trained_model, workdir)}
     result: dict[str, Any] = {
         "config": {
             "image_tower": f"ViT {args.layers}L/{args.hidden}d patch {args.patch_size} @ {args.image_size}px",

@@ -114,7 +114,7 @@ class Manifest:
             raise ModelError(f"{file}: manifest is missing or has a bad field ({exc!r})") from exc
         if manifest.output_kind not in OUTPUT_KINDS:
             raise ModelError(f"{file}: unknown output kind {manifest.output_kind!r}")
-        if "fp32" not in manifest.graphs and not manifest.graphs:
+        if not manifest.graphs:
             raise ModelError(f"{file}: manifest lists no graphs")
         return manifest
 
