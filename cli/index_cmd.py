@@ -1,0 +1,261 @@
+"""``stair-es index images PATH...`` and ``stair-es index texts FILE.jsonl``.
+
+Thin layer over :mod:`stair_es.ingest`: options, the engine connection, stderr reporting. Library
+imports happen inside the commands so ``stair-es --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stair_es_cli.common import (
+    connect_backend,
+    connection_options,
+    echo_err,
+    load_runtime_encoder,
+    model_option,
+)
+
+EXIT_SOME_FAILED = 10
+SHOWN_FAILURES = 20  # failure lines printed on stderr before only counting (the file has them all)
+
+EXIT_CODES_HELP = f"""
+\b
+Exit status:
+  0    every item was indexed or skipped (already indexed)
+  {EXIT_SOME_FAILED}   the run finished but some items failed (see --failures)
+  2    bad arguments or input   3  engine error   5  model/index mismatch   130  interrupted
+"""
+
+
+def _common_options(default_index: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    options = [
+        model_option(),
+        click.option("--index", "index_name", default=default_index, show_default=True, help="Index name."),
+        click.option(
+            "--failures",
+            "failures_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Write one JSONL line per item not indexed (path, kind, reason); rewritten each run.",
+        ),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option(
+            "--bulk-docs",
+            type=click.IntRange(min=1),
+            default=500,
+            show_default=True,
+            help="Documents per bulk request.",
+        ),
+        click.option(
+            "--bulk-bytes",
+            type=click.IntRange(min=1024),
+            default=8 * 1024 * 1024,
+            show_default=True,
+            help="Maximum bulk request body in bytes.",
+        ),
+        click.option(
+            "--provider",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+            envvar="STAIR_ES_PROVIDER",
+            help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+            default="auto",
+            show_default=True,
+            envvar="STAIR_ES_PRECISION",
+            help="Graph variant (auto: fp16 on CUDA when exported, else fp32) [env STAIR_ES_PRECISION].",
+        ),
+        click.option(
+            "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads."
+        ),
+        click.option("--shard-id", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option(
+            "--num-shards",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Split the work: this process takes the items whose stable key hash % N == --shard-id.",
+        ),
+        click.option("--recreate", is_flag=True, help="Delete and recreate the index first."),
+        click.option(
+            "--skip-existing/--reindex-existing",
+            default=True,
+            show_default=True,
+            help="Skip items whose content hash id is already in the index (resume/incremental runs).",
+        ),
+        click.option(
+            "--dry-run", is_flag=True, help="Discover, read and encode, but write nothing to the engine."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option(
+            "--progress/--no-progress",
+            default=True,
+            show_default=True,
+            help="Progress on stderr: one updating line on a terminal, a line every 10 s otherwise.",
+        ),
+    ]
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return connection_options(func)
+
+    return decorate
+
+
+@click.group()
+def index() -> None:
+    """Index image folders/manifests or text corpora into the engine."""
+
+
+@index.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_common_options("stair-images")
+@click.option(
+    "--caption-from",
+    type=click.Choice(["auto", "sidecar", "manifest", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: manifest captions for manifests, photo.txt next to photo.jpg for folders.",
+)
+@click.option(
+    "--encode-captions", is_flag=True, help="Also encode captions into text_tokens (searchable as text)."
+)
+@click.option(
+    "--decode-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Image decode threads [default: cores, max 8].",
+)
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    default=89_478_485,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
+)
+def images(paths: tuple[Path, ...], **kw: Any) -> None:
+    """Index images from folders (recursive), image files, or .jsonl/.csv manifests.
+
+    \b
+    Folders: every *.jpg/.jpeg/.png/.webp/.gif/.bmp/.tif(f)/.jfif, any case, symlinks followed
+    once (loops are safe); photo.txt next to photo.jpg is its caption, photo.json its metadata.
+    Manifests: one record per image with "image" (or path/file), optional "caption" (text or list),
+    "url", "id" and any metadata (stored under user.*); relative paths are relative to the manifest.
+
+    Documents get ids from the file's sha256 (+ caption), so running the same command again
+    skips what is already indexed: interrupted runs resume, new files are added incrementally.
+    """
+    from stair_es.ingest import discover_images, select_shard
+
+    items = list(
+        select_shard(discover_images(paths, kw.pop("caption_from")), kw["shard_id"], kw["num_shards"])
+    )
+    _run("images", items, kw)
+
+
+@index.command(epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_common_options("stair-texts")
+@click.option("--text-field", default="text", show_default=True, help="JSON key holding the text.")
+def texts(file: Path, **kw: Any) -> None:
+    """Index a JSONL text corpus: {"id"?, "text", ...metadata} per line, into text_tokens.
+
+    The text is also stored in the caption field (BM25 for hybrid search); other keys go to user.*.
+    Without "id", ids are the sha256 of the text, so re-running skips texts already indexed.
+    """
+    from stair_es.ingest import read_text_corpus, select_shard
+
+    items = select_shard(read_text_corpus(file, kw.pop("text_field")), kw["shard_id"], kw["num_shards"])
+    _run("texts", items, kw)
+
+
+def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
+    from stair_es.engine import IndexerOptions
+    from stair_es.ingest import EngineSink, Ledger, MemorySink, PipelineOptions, Progress, RunReport
+    from stair_es.ingest.pipeline import index_images, index_texts
+
+    report = RunReport(index=kw["index_name"], kind=kind, dry_run=kw["dry_run"])
+    if kw["num_shards"] > 1:
+        report.shard = f"{kw['shard_id']}/{kw['num_shards']}"
+    encoder_kwargs: dict[str, Any] = {"precision": kw["precision"], "intra_op_threads": kw["threads"]}
+    if kind == "images":
+        encoder_kwargs.update(decode_workers=kw["decode_workers"], max_image_pixels=kw["max_image_pixels"])
+    encoder = load_runtime_encoder(kw["model_path"], kw["provider"], **encoder_kwargs)
+    tower = "image" if kind == "images" else "text"
+    info = encoder.provider_info(tower)
+    report.provider = info.active
+    echo_err(f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}")
+
+    backend = None
+    if kw["dry_run"]:
+        sink: Any = MemorySink(kw["index_name"])
+    else:
+        backend = connect_backend(kw["connection"])
+        options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"])
+        sink = EngineSink(backend, kw["index_name"], options)
+        state = sink.prepare(
+            encoder.model_id, encoder.vocab_hash, encoder.manifest.vocab_size, kw["recreate"]
+        )
+        echo_err(f"index '{kw['index_name']}' on {backend.info.describe()}: {state}")
+
+    shown = [0]
+
+    def on_failure(entry: dict[str, Any]) -> None:
+        shown[0] += 1
+        if kw["failures_path"] is None or shown[0] <= SHOWN_FAILURES:
+            _clear_line(progress)
+            echo_err(f"failed: {entry['path']}: {entry['reason']}")
+        elif shown[0] == SHOWN_FAILURES + 1:
+            echo_err(f"more failures are not shown here; all are in {kw['failures_path']}")
+
+    ledger = Ledger(report, kw["failures_path"], on_failure)
+    pipeline_options = PipelineOptions(
+        batch_size=kw["batch_size"],
+        decode_workers=kw.get("decode_workers"),
+        skip_existing=kw["skip_existing"] and not kw["recreate"],
+        encode_captions=kw.get("encode_captions", False),
+    )
+    progress = None
+    if kw["progress"]:
+        total = len(items) if isinstance(items, list) else 0
+        progress = Progress(report, total, sys.stderr, tty=sys.stderr.isatty())
+    try:
+        if kind == "images":
+            echo_err(
+                f"discovered {len(items)} images" + (f" for shard {report.shard}" if report.shard else "")
+            )
+            index_images(items, encoder, sink, report, ledger, options=pipeline_options, progress=progress)
+        else:
+            index_texts(items, encoder, sink, report, ledger, options=pipeline_options, progress=progress)
+    except KeyboardInterrupt:
+        _clear_line(progress)
+        echo_err(f"interrupted after {report.encoded} encoded in this run; run the same command to resume")
+        raise
+    finally:
+        ledger.close()
+        if backend is not None:
+            backend.close()
+    _clear_line(progress)
+    for line in report.summary_lines():
+        echo_err(line)
+    if kw["as_json"]:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    if report.failed:
+        sys.exit(EXIT_SOME_FAILED)
+
+
+def _clear_line(progress: Any) -> None:
+    if progress is not None:
+        progress.close()
