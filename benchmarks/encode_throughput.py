@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--trained-model", default=os.environ.get("STAIR_ES_TRAINED_MODEL"), help="saved model dir"
     )
     p.add_argument(
+        "--agreement-data",
+        default=None,
+        help="held-out JSONL ({image, caption}) for the trained-model agreement [default: built-in samples]",
+    )
+    p.add_argument(
         "--agreement-only", action="store_true", help="only the int8-vs-fp32 agreement on --trained-model"
     )
     p.add_argument("--workdir", default=None, help="keep exports here instead of a temp dir")
@@ -169,8 +174,9 @@ def decode_rate(paths: list[Path], spec: Any, workers: int, draft: bool) -> floa
     return n / (time.perf_counter() - start)
 
 
-def int8_agreement_on(model_dir: str, workdir: Path) -> dict[str, Any]:
-    """int8 vs fp32 top-10 agreement (onnxruntime, both) on a trained model's parity samples."""
+def int8_agreement_on(model_dir: str, workdir: Path, data: str | None = None) -> dict[str, Any]:
+    """int8 vs fp32 top-10 agreement (onnxruntime, both) on a trained model, over held-out pairs
+    from ``data`` when given, else the export's built-in sample images and captions."""
     from stair_es.export import Tolerance, export_model, topk_agreement
     from stair_es.export.parity import SAMPLE_TEXTS, sample_images
     from stair_es.runtime import load_encoder
@@ -179,9 +185,16 @@ def int8_agreement_on(model_dir: str, workdir: Path) -> dict[str, Any]:
     out = export_model(model_dir, workdir / "trained", int8=True, overwrite=True, tolerances=lax).root
     fp32 = load_encoder(out, provider="cpu", precision="fp32")
     int8 = load_encoder(out, provider="cpu", precision="int8")
-    texts = SAMPLE_TEXTS + captions(24, 12, seed=3)
-    images = sample_images(32, seed=5)
-    result: dict[str, Any] = {"model": str(model_dir)}
+    if data:
+        from stair_es.data.readers import read_jsonl
+
+        pairs = read_jsonl(data)[:64]
+        texts = [p.caption for p in pairs]
+        images: list[Any] = list(dict.fromkeys(str(p.image) for p in pairs))
+    else:
+        texts = SAMPLE_TEXTS + captions(24, 12, seed=3)
+        images = sample_images(32, seed=5)
+    result: dict[str, Any] = {"model": str(model_dir), "texts": len(texts), "images": len(images)}
     for tower, run in (
         ("text", lambda e: e.encode_texts(texts)),
         ("image", lambda e: e.encode_images(images)),
@@ -211,7 +224,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.agreement_only:
         if not args.trained_model:
             raise SystemExit("--agreement-only needs --trained-model")
-        return {"int8_top10_agreement_trained": int8_agreement_on(args.trained_model, workdir)}
+        return {
+            "int8_top10_agreement_trained": int8_agreement_on(
+                args.trained_model, workdir, args.agreement_data
+            )
+        }
     result: dict[str, Any] = {
         "config": {
             "image_tower": f"ViT {args.layers}L/{args.hidden}d patch {args.patch_size} @ {args.image_size}px",
@@ -332,7 +349,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.trained_model:
         log(args, f"int8 vs fp32 agreement on trained model {args.trained_model} ...")
-        result["int8_top10_agreement_trained"] = int8_agreement_on(args.trained_model, workdir)
+        result["int8_top10_agreement_trained"] = int8_agreement_on(
+            args.trained_model, workdir, args.agreement_data
+        )
     else:
         result["int8_top10_agreement_trained"] = {
             "not_measured": "no trained model given (--trained-model / STAIR_ES_TRAINED_MODEL)"
