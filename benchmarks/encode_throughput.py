@@ -179,7 +179,7 @@ def int8_agreement_on(model_dir: str, workdir: Path, data: str | None = None) ->
     from ``data`` when given, else the export's built-in sample images and captions."""
     from stair_es.export import Tolerance, export_model, topk_agreement
     from stair_es.export.parity import SAMPLE_TEXTS, sample_images
-    from stair_es.runtime import load_encoder
+    from stair_es.runtime import Manifest, load_encoder
 
     lax = {"int8": Tolerance(None, 0.0)}
     out = export_model(model_dir, workdir / "trained", int8=True, overwrite=True, tolerances=lax).root
@@ -195,6 +195,8 @@ def int8_agreement_on(model_dir: str, workdir: Path, data: str | None = None) ->
         texts = SAMPLE_TEXTS + captions(24, 12, seed=3)
         images = sample_images(32, seed=5)
     result: dict[str, Any] = {"model": str(model_dir), "texts": len(texts), "images": len(images)}
+    parity = Manifest.read(out).parity["int8"]
+    result["export_parity_int8_vs_torch"] = {t: parity[t]["top10_agreement"] for t in ("image", "text")}
     for tower, run in (
         ("text", lambda e: e.encode_texts(texts)),
         ("image", lambda e: e.encode_images(images)),

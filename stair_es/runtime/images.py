@@ -134,6 +134,11 @@ def decode_image(
     sides at least that large. Raises :class:`ImageDecodeError` with a one-line reason.
     """
     name = describe_source(source)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and (max_pixels is None or max_pixels > limit):
+        # Pillow refuses at 2x its own limit inside open(); a caller who allowed more gets more,
+        # and the check below stays the guard.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         if isinstance(source, Image.Image):
             img = source
