@@ -190,7 +190,15 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
     default=None,
     help="Query by a token->weight JSON map, e.g. '{\"dog\": 1.2}' (no model needed).",
 )
-@click.option("-k", "--top", "k", type=click.IntRange(min=1, max=10_000), default=10, show_default=True)
+@click.option(
+    "-k",
+    "--top",
+    "k",
+    type=click.IntRange(min=1, max=10_000),
+    default=10,
+    show_default=True,
+    help="Hits to show.",
+)
 @click.option(
     "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many hits."
 )
