@@ -192,17 +192,16 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
     encoder_kwargs: dict[str, Any] = {"precision": kw["precision"], "intra_op_threads": kw["threads"]}
     if kind == "images":
         encoder_kwargs.update(decode_workers=kw["decode_workers"], max_image_pixels=kw["max_image_pixels"])
+    backend = None if kw["dry_run"] else connect_backend(kw["connection"])  # fail fast, before the model
     encoder = load_runtime_encoder(kw["model_path"], kw["provider"], **encoder_kwargs)
     tower = "image" if kind == "images" else "text"
     info = encoder.provider_info(tower)
     report.provider = info.active
     echo_err(f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}")
 
-    backend = None
-    if kw["dry_run"]:
+    if backend is None:
         sink: Any = MemorySink(kw["index_name"])
     else:
-        backend = connect_backend(kw["connection"])
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"])
         sink = EngineSink(backend, kw["index_name"], options)
         state = sink.prepare(

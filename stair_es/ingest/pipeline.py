@@ -186,7 +186,7 @@ def index_images(
     start = time.perf_counter()
     report.discovered += len(items)
     in_decoder: dict[int, LoadedFile] = {}
-    seen_ids: dict[str, str] = {}
+    seen_ids: set[str] = set()
     tick = progress.update if progress is not None else (lambda force=False: None)
 
     def fail(where: str, kind: str, reason: str, stage: str, **extra: Any) -> None:
@@ -219,14 +219,16 @@ def index_images(
         clock.add("lookup", t)
         for loaded in chunk:
             assert loaded.doc_id is not None
+            # in-run duplicates first: whether the engine already shows the first copy is a race
+            if loaded.doc_id in seen_ids:
+                report.skipped_duplicate += 1
+                tick()
+                continue
+            seen_ids.add(loaded.doc_id)
             if loaded.doc_id in existing:
                 report.skipped_existing += 1
                 tick()
-            elif loaded.doc_id in seen_ids:
-                report.skipped_duplicate += 1
-                tick()
             else:
-                seen_ids[loaded.doc_id] = loaded.item.display
                 yield loaded
 
     def sources(pool: ThreadPoolExecutor) -> Iterator[bytes]:
@@ -379,12 +381,13 @@ def index_texts(
         clock.add("lookup", t)
         todo = []
         for item, digest, doc_id in chunk:
+            if doc_id in seen_ids:
+                report.skipped_duplicate += 1
+                continue
+            seen_ids.add(doc_id)
             if doc_id in existing:
                 report.skipped_existing += 1
-            elif doc_id in seen_ids:
-                report.skipped_duplicate += 1
             else:
-                seen_ids.add(doc_id)
                 todo.append((item, digest, doc_id))
         t = time.perf_counter()
         vectors = (
