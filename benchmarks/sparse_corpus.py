@@ -71,6 +71,21 @@ class SparseCorpus:
         for i, (vec, caption) in enumerate(self.documents()):
             yield Document(image_tokens=vec, caption=caption, id=f"doc{i}")
 
+    def flops(self, sample: int = 3000) -> float:
+        """SPLADE's FLOPS: sum over tokens of (fraction of documents containing it)^2, on a sample.
+
+        FLOPs-regularised models land around 1-3; higher means popular tokens sit in most documents
+        and every query must score long posting lists.
+        """
+        n = min(sample, self.spec.n_docs)
+        df = np.zeros(self.spec.vocab)
+        for i, (vec, _) in enumerate(self.documents()):
+            if i == n:
+                break
+            assert vec.ids is not None
+            df[vec.ids] += 1
+        return float(((df / n) ** 2).sum())
+
     def queries(
         self, n: int, min_tokens: int, max_tokens: int, seed: int = 1
     ) -> list[tuple[SparseVector, str]]:
