@@ -91,6 +91,31 @@ def test_index_images_counts_failures_resume_and_search(
     assert hit["_score"] == pytest.approx(expected, rel=0.02)
 
 
+def test_engine_rejections_are_failures_with_reasons(
+    engine_url: str, backend, index_name: str, tiny_onnx_model: Path, tmp_path: Path
+) -> None:
+    """A document the engine refuses (metadata whose type conflicts with the mapping) is counted as
+    failed, with the engine's reason and the file's path in the failures file; the others are indexed."""
+    messy = make_messy_folder(tmp_path / "photos", num_images=4)
+    manifest = tmp_path / "m.jsonl"
+    rows = [
+        {"image": str(messy.good[0]), "caption": "first", "rating": 5},
+        {"image": str(messy.good[1]), "caption": "second", "rating": {"stars": 4}},  # object vs long
+        {"image": str(messy.good[2]), "caption": "third", "rating": 3},
+    ]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    failures = tmp_path / "f.jsonl"
+    result = _index(engine_url, "images", str(manifest), "--model", str(tiny_onnx_model), "--index", index_name,
+                    "--failures", str(failures), "--bulk-docs", "1")  # fmt: skip
+    assert result.exit_code == EXIT_SOME_FAILED, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["indexed"], summary["failed"], summary["failed_by_kind"]) == (2, 1, {"engine": 1})
+    (row,) = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert row["path"] == str(messy.good[1].resolve()) and row["stage"] == "engine"
+    assert "mapper_parsing_exception" in row["reason"] or "illegal_argument" in row["reason"]
+    assert backend.count(index_name) == 2
+
+
 def _corpus(tmp_path: Path) -> Path:
     corpus = tmp_path / "corpus.jsonl"
     rows = [
