@@ -24,6 +24,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _integration["failed"] += 1
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A module skipped at import (``importorskip``) never reaches logreport: count it here."""
+    if report.skipped and "integration_tests" in str(report.nodeid):
+        _integration["skipped"] += 1
+
+
 def _required() -> bool:
     return os.environ.get("STAIR_ES_REQUIRE_INTEGRATION") == "1" or os.environ.get("CI") == "true"
 
