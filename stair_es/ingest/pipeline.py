@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +44,7 @@ class PipelineOptions:
     skip_existing: bool = True
     encode_captions: bool = False  # also put caption tokens in text_tokens
     max_file_bytes: int = MAX_FILE_BYTES
+    index_queue: int = 1000  # encoded documents waiting for the indexer thread
 
 
 @dataclass
@@ -132,27 +135,62 @@ def _iter_loaded(
     yield from pending
 
 
-class _Timed:
-    """Wraps the document generator handed to the sink: the sink's own time (building and sending
-    bulk requests, the final flush and refresh) is its wall time minus the time spent producing."""
+_END = object()
 
-    def __init__(self, docs: Iterator[Document]) -> None:
-        self.docs = docs
-        self.started = time.perf_counter()
-        self.inside = 0.0
 
-    def __iter__(self) -> Iterator[Document]:
-        return self
+def write_overlapped(
+    sink: Sink, docs: Iterable[Document], report: RunReport, ledger: Ledger, queue_size: int = 1000
+) -> None:
+    """Hand ``docs`` to ``sink.write`` running in a second thread, so bulk requests go out while the
+    next images decode and encode; settles the counts when the load ends, also on Ctrl-C (documents
+    already encoded are still indexed, then the interrupt propagates).
 
-    def __next__(self) -> Document:
-        t = time.perf_counter()
+    ``index`` time is what the producer spends blocked on a full queue plus the final drain: the
+    wall time indexing adds, not the time it overlaps.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+    outcome: dict[str, Any] = {}
+
+    def consume() -> Iterator[Document]:
+        while (doc := handoff.get()) is not _END:
+            yield doc
+
+    def run() -> None:
         try:
-            return next(self.docs)
-        finally:
-            self.inside += time.perf_counter() - t
+            outcome["result"] = sink.write(consume())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the producer thread
+            outcome["error"] = exc
 
-    def outside(self) -> float:
-        return max(0.0, time.perf_counter() - self.started - self.inside)
+    writer = threading.Thread(target=run, name="stair-index", daemon=True)
+    writer.start()
+
+    def put(item: Any) -> None:
+        t = time.perf_counter()
+        while writer.is_alive():
+            try:
+                handoff.put(item, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        report.stage_seconds["index"] += time.perf_counter() - t
+
+    try:
+        for doc in docs:
+            if "error" in outcome:
+                break
+            put(doc)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        put(_END)
+        t = time.perf_counter()
+        writer.join()
+        report.stage_seconds["index"] += time.perf_counter() - t
+        if "result" in outcome:
+            _settle(report, ledger, outcome["result"])
+    if "error" in outcome:
+        raise outcome["error"]
 
 
 class _Clock:
@@ -262,14 +300,9 @@ def index_images(
     with ThreadPoolExecutor(
         max_workers=max(1, options.read_workers), thread_name_prefix="stair-read"
     ) as pool:
-        producer = _Timed(documents(pool))
         try:
-            result = sink.write(producer)
-        except KeyboardInterrupt:
-            report.interrupted = True
-            raise
+            write_overlapped(sink, documents(pool), report, ledger, options.index_queue)
         finally:
-            report.stage_seconds["index"] += producer.outside()
             report.decode_cpu_seconds = stats.decode_seconds
             report.stage_seconds["inference"] += stats.inference_seconds
             report.stage_seconds["decode_wait"] += max(
@@ -279,7 +312,6 @@ def index_images(
                 - report.stage_seconds["lookup"],
             )
             report.seconds += time.perf_counter() - start
-    _settle(report, ledger, result)
     if progress is not None:
         progress.close()
     return report
@@ -407,16 +439,10 @@ def index_texts(
             )
         tick()
 
-    producer = _Timed(documents())
     try:
-        result = sink.write(producer)
-    except KeyboardInterrupt:
-        report.interrupted = True
-        raise
+        write_overlapped(sink, documents(), report, ledger, options.index_queue)
     finally:
-        report.stage_seconds["index"] += producer.outside()
         report.seconds += time.perf_counter() - start
-    _settle(report, ledger, result)
     if progress is not None:
         progress.close()
     return report
