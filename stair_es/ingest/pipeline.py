@@ -226,6 +226,16 @@ def index_images(
     in_decoder: dict[int, LoadedFile] = {}
     seen_ids: set[str] = set()
     tick = progress.update if progress is not None else (lambda force=False: None)
+    base = dict(report.stage_seconds)
+
+    def sync() -> None:
+        """Copy the runtime's stream timings into the report (live, for the progress line). Our
+        own reads and lookups run inside the runtime's wait for decoded images: subtract them."""
+        stages = report.stage_seconds
+        ours = (stages["read"] - base["read"]) + (stages["lookup"] - base["lookup"])
+        stages["inference"] = base["inference"] + stats.inference_seconds + stats.extra.get("captions", 0.0)
+        stages["decode_wait"] = base["decode_wait"] + max(0.0, stats.waiting_for_decode_seconds - ours)
+        report.decode_cpu_seconds = stats.decode_seconds
 
     def fail(where: str, kind: str, reason: str, stage: str, **extra: Any) -> None:
         ledger.fail(where, kind, reason, stage, **extra)
@@ -282,7 +292,7 @@ def index_images(
         )
         for result in results:
             loaded = in_decoder.pop(result.index)
-            report.decode_cpu_seconds = stats.decode_seconds
+            sync()
             if not result.ok:
                 reason = _strip_source(result.error or "")
                 kind = classify_decode_error(reason)
@@ -292,7 +302,7 @@ def index_images(
             if options.encode_captions and loaded.item.caption:
                 t2 = time.perf_counter()
                 doc.text_tokens = encoder.encode_texts([loaded.item.caption])[0]
-                clock.add("inference", t2)
+                stats.extra["captions"] = stats.extra.get("captions", 0.0) + time.perf_counter() - t2
             report.encoded += 1
             tick()
             yield doc
@@ -303,14 +313,7 @@ def index_images(
         try:
             write_overlapped(sink, documents(pool), report, ledger, options.index_queue)
         finally:
-            report.decode_cpu_seconds = stats.decode_seconds
-            report.stage_seconds["inference"] += stats.inference_seconds
-            report.stage_seconds["decode_wait"] += max(
-                0.0,
-                stats.waiting_for_decode_seconds
-                - report.stage_seconds["read"]
-                - report.stage_seconds["lookup"],
-            )
+            sync()
             report.seconds += time.perf_counter() - start
     if progress is not None:
         progress.close()
