@@ -41,6 +41,8 @@ def render_report(report: dict[str, Any]) -> str:
     if report["task"] == "retrieval":
         split = f" (split {data['split']})" if data.get("split") else ""
         head = f"retrieval on {data['name']}{split}: {data['images']} images, {data['captions']} captions"
+        if data.get("relevance") == "caption":
+            head += " (identical captions count as matches)"
     else:
         head = f"zero-shot on {data['name']}: {data['images']} images, {data['classes']} classes, prompts {data['templates']}"
     if data.get("failed_images"):
@@ -118,6 +120,14 @@ def render_report(report: dict[str, Any]) -> str:
     multiple=True,
     help="Zero-shot prompt with {label} (repeatable: prompts are averaged) [default: 'a photo of a {label}'].",
 )
+@click.option(
+    "--relevance",
+    type=click.Choice(["id", "caption"]),
+    default="id",
+    show_default=True,
+    help="Retrieval gold: id = a caption's own image (COCO/Flickr30K protocol); caption = also any "
+    "image with an identical caption (sets with canonical captions, e.g. the synthetic set).",
+)
 @click.option("--label-field", default="label", show_default=True, help="JSONL key holding the label.")
 @click.option(
     "--mode",
@@ -165,6 +175,7 @@ def eval_cmd(
     max_images: int | None,
     classes: str | None,
     templates: tuple[str, ...],
+    relevance: str,
     label_field: str,
     mode: str,
     use_engine: bool,
@@ -226,8 +237,13 @@ def eval_cmd(
         backend = connect_backend(connection)
         target = EngineTarget(backend, mode=mode.replace("-", "_"), index=index_name, keep=keep)
     try:
-        run = evaluate_retrieval if task == "retrieval" else evaluate_zeroshot
-        report = run(data, encoder, engine=target, batch_size=batch_size, log=echo_err).to_dict()
+        if task == "retrieval":
+            result = evaluate_retrieval(
+                data, encoder, engine=target, batch_size=batch_size, relevance=relevance, log=echo_err
+            )
+        else:
+            result = evaluate_zeroshot(data, encoder, engine=target, batch_size=batch_size, log=echo_err)
+        report = result.to_dict()
     finally:
         if backend is not None:
             backend.close()

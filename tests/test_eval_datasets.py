@@ -130,3 +130,24 @@ def test_read_class_names(tmp_path: Path) -> None:
         read_class_names("a,a")
     with pytest.raises(UsageError, match="at least 2"):
         read_class_names("a")
+
+
+def test_caption_relevance_counts_identical_captions() -> None:
+    from stair_es.eval.datasets import RetrievalSet
+
+    data = RetrievalSet(
+        "toy",
+        [Path("a"), Path("b"), Path("c")],
+        ["a", "b", "c"],
+        ["red", "red", "blue", "green"],
+        [0, 1, 2, 2],
+    )
+    assert data.relevant_images("caption") == [
+        frozenset([0, 1]),
+        frozenset([0, 1]),
+        frozenset([2]),
+        frozenset([2]),
+    ]
+    assert data.relevant_images() == [frozenset([0]), frozenset([1]), frozenset([2]), frozenset([2])]
+    assert data.relevant_captions("caption") == [frozenset([0, 1]), frozenset([0, 1]), frozenset([2, 3])]
+    assert data.relevant_captions() == [frozenset([0]), frozenset([1]), frozenset([2, 3])]

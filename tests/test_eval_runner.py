@@ -67,7 +67,14 @@ def test_undecodable_images_and_their_captions_are_left_out() -> None:
     data = RetrievalSet("toy", [Path("bad.png"), Path("ok.png")], ["b", "o"], ["first", "second"], [0, 1])
     messages: list[str] = []
     report = evaluate_retrieval(data, encoder, log=messages.append).to_dict()
-    assert report["dataset"] == {"name": "toy", "split": None, "images": 1, "captions": 1, "failed_images": 1}
+    assert report["dataset"] == {
+        "name": "toy",
+        "split": None,
+        "images": 1,
+        "captions": 1,
+        "failed_images": 1,
+        "relevance": "id",
+    }
     assert report["directions"]["text_to_image"]["memory"]["R@1"] == 1.0
     assert any("1 of 2 images could not be decoded" in m and "bad.png" in m for m in messages)
 
@@ -100,3 +107,15 @@ def test_zeroshot_accuracy_and_prompt_averaging() -> None:
 def test_average_vectors() -> None:
     vec = average_vectors([SparseVector.from_dict({"a": 1.0, "b": 2.0}), SparseVector.from_dict({"a": 3.0})])
     assert vec.to_dict() == {"a": 2.0, "b": 1.0}
+
+
+def test_caption_relevance_changes_the_gold() -> None:
+    encoder = TableEncoder({"1.png": {"x": 1.0}, "2.png": {"x": 2.0}, "same": {"x": 1.0}})
+    data = RetrievalSet("toy", [Path("1.png"), Path("2.png")], ["1", "2"], ["same", "same"], [0, 1])
+    by_id = evaluate_retrieval(data, encoder, ks=(1,)).to_dict()["directions"]["text_to_image"]["memory"]
+    by_caption = evaluate_retrieval(data, encoder, ks=(1,), relevance="caption").to_dict()
+    assert by_id == {"R@1": 0.5}  # both captions rank image 2 first; only one of them describes it
+    assert by_caption["directions"]["text_to_image"]["memory"] == {"R@1": 1.0}
+    assert by_caption["dataset"]["relevance"] == "caption"
+    with pytest.raises(Exception, match="relevance"):
+        evaluate_retrieval(data, encoder, relevance="nope")

@@ -28,15 +28,30 @@ class RetrievalSet:
     caption_image: list[int]
     split: str | None = None
 
-    def relevant_images(self) -> list[frozenset[int]]:
-        """For each caption: the image it describes (the text->image gold)."""
+    def relevant_images(self, by: str = "id") -> list[frozenset[int]]:
+        """For each caption: the image it describes (the text->image gold).
+
+        ``by="caption"`` also counts every image that has an identical caption (for sets with
+        canonical captions, such as the synthetic one, where identical caption = same content).
+        """
+        if by == "caption":
+            images_of: dict[str, set[int]] = {}
+            for caption, image in zip(self.captions, self.caption_image, strict=True):
+                images_of.setdefault(caption, set()).add(image)
+            return [frozenset(images_of[c]) for c in self.captions]
         return [frozenset([i]) for i in self.caption_image]
 
-    def relevant_captions(self) -> list[frozenset[int]]:
-        """For each image: its captions (the image->text gold)."""
+    def relevant_captions(self, by: str = "id") -> list[frozenset[int]]:
+        """For each image: its captions (the image->text gold); ``by="caption"``: every caption
+        identical to one of them."""
         out: list[set[int]] = [set() for _ in self.images]
         for caption, image in enumerate(self.caption_image):
             out[image].add(caption)
+        if by == "caption":
+            same: dict[str, set[int]] = {}
+            for index, caption in enumerate(self.captions):
+                same.setdefault(caption, set()).add(index)
+            out = [set().union(*(same[self.captions[c]] for c in s)) if s else set() for s in out]
         return [frozenset(s) for s in out]
 
     def drop_images(self, bad: set[int]) -> RetrievalSet:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stair_es.errors import EngineError
+from stair_es.errors import EngineError, UsageError
 from stair_es.eval.datasets import LabelledSet, RetrievalSet
 from stair_es.eval.metrics import DEFAULT_KS, recall_at_k, top1_agreement
 from stair_es.eval.scoring import SparseMatrix, top_k
@@ -26,6 +26,7 @@ from stair_es.sparse import SparseVector
 
 Log = Callable[[str], None]
 EVAL_MODES = ("exact", "two_phase", "native")
+RELEVANCE = ("id", "caption")
 
 
 @dataclass
@@ -249,9 +250,16 @@ def evaluate_retrieval(
     engine: EngineTarget | None = None,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 64,
+    relevance: str = "id",
     log: Log = lambda m: None,
 ) -> EvalReport:
-    """Recall@K text->image and image->text, in memory and (when ``engine``) through the engine."""
+    """Recall@K text->image and image->text, in memory and (when ``engine``) through the engine.
+
+    ``relevance``: "id" (a caption matches its own image, the usual COCO/Flickr30K protocol) or
+    "caption" (also any image with an identical caption).
+    """
+    if relevance not in RELEVANCE:
+        raise UsageError(f"relevance must be one of {', '.join(RELEVANCE)}, got {relevance!r}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     log(f"encoding {len(data.images)} images and {len(data.captions)} captions ...")
@@ -268,7 +276,7 @@ def evaluate_retrieval(
     t2i_ids = memory_rankings(text_vecs, image_vecs, k)
     i2t_ids = memory_rankings(image_vecs, text_vecs, k)
     timings["memory_s"] = time.perf_counter() - t0
-    t2i_gold, i2t_gold = data.relevant_images(), data.relevant_captions()
+    t2i_gold, i2t_gold = data.relevant_images(relevance), data.relevant_captions(relevance)
     t2i = Direction("text_to_image", len(text_vecs), _recall_names(recall_at_k(t2i_ids, t2i_gold, ks)))
     i2t = Direction("image_to_text", len(image_vecs), _recall_names(recall_at_k(i2t_ids, i2t_gold, ks)))
 
@@ -315,6 +323,7 @@ def evaluate_retrieval(
             "images": len(data.images),
             "captions": len(data.captions),
             "failed_images": len(failures),
+            "relevance": relevance,
         },
         model=_model_info(encoder),
         directions=[t2i, i2t],
