@@ -87,7 +87,7 @@ def test_jsonl_manifest_paths_captions_metadata_and_bad_lines(tmp_path: Path) ->
         good.caption == "one\ntwo words" and good.url == "http://x/a" and good.metadata == {"split": "test"}
     )
     assert [i.kind for i in items[1:]] == ["manifest", "manifest", None, "manifest"]
-    assert items[1].error.startswith(f"{manifest}:3: invalid JSON")
+    assert items[1].display == "m.jsonl:3" and items[1].error.startswith("invalid JSON")
     assert "no image path" in items[2].error
     assert items[3].id == "7" and items[3].error is None  # a missing file fails later, when read
     assert "expected a JSON object" in items[4].error

@@ -198,12 +198,9 @@ def _manifest_items(manifest: Path, caption_from: str) -> Iterator[ImageItem]:
     for line_no, row, error in rows:
         key = f"{manifest.name}:{line_no}"
         if error is not None:
-            yield ImageItem(key=key, path=None, error=f"{manifest}:{line_no}: {error}", kind="manifest")
+            yield ImageItem(key=key, path=None, error=error, kind="manifest")
             continue
-        item = _manifest_item(key, base, row, caption_from)
-        if item.error is not None:
-            item.error = f"{manifest}:{line_no}: {item.error}"
-        yield item
+        yield _manifest_item(key, base, row, caption_from)
 
 
 def _manifest_item(key: str, base: Path, row: dict[str, Any], caption_from: str) -> ImageItem:
@@ -292,12 +289,12 @@ def read_text_corpus(path: str | os.PathLike[str], text_key: str = "text") -> It
     for line_no, row, error in _jsonl_rows(path):
         key = f"{path.name}:{line_no}"
         if error is not None:
-            yield TextItem(key=key, text=None, error=f"{path}:{line_no}: {error}", kind="manifest")
+            yield TextItem(key=key, text=None, error=error, kind="manifest")
             continue
         text = row.get(text_key)
         if not isinstance(text, str) or not text.strip():
             reason = "empty text" if isinstance(text, str) else f"no string {text_key!r}"
-            yield TextItem(key=key, text=None, error=f"{path}:{line_no}: {reason}", kind="manifest")
+            yield TextItem(key=key, text=None, error=reason, kind="manifest")
             continue
         item = TextItem(key=key, text=text.strip())
         if row.get("id") not in (None, ""):
