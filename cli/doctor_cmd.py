@@ -277,7 +277,8 @@ def check_engine(
             OK,
             f"max_clause_count {backend.max_clause_count()}" + (f"; {', '.join(extras)}" if extras else ""),
         )
-        health = backend._call("reading cluster health", backend.client.cluster.health)
+        health = backend.client.cluster.health()
+        health = getattr(health, "body", health)
         status = health.get("status")
         report.add(
             "cluster health",

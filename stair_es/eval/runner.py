@@ -135,12 +135,8 @@ class EngineSide:
         self.log = log
         self.index = target.index or f"stair-es-eval-{uuid.uuid4().hex[:10]}"
         self.created = False
-        self.backend.create_index(
-            self.index,
-            ModelMeta(
-                encoder.model_id, encoder.vocab_hash, len(getattr(encoder, "tokens", []) or []) or None
-            ),
-        )
+        vocab_size = getattr(getattr(encoder, "manifest", None), "vocab_size", None)
+        self.backend.create_index(self.index, ModelMeta(encoder.model_id, encoder.vocab_hash, vocab_size))
         self.created = True
         self.indexed = 0
 
