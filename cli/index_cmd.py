@@ -183,9 +183,15 @@ def texts(file: Path, **kw: Any) -> None:
 
 def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
     from stair_es.engine import IndexerOptions
+    from stair_es.errors import UsageError
     from stair_es.ingest import EngineSink, Ledger, MemorySink, PipelineOptions, Progress, RunReport
     from stair_es.ingest.pipeline import index_images, index_texts
 
+    if kw["recreate"] and kw["num_shards"] > 1:
+        raise UsageError(
+            "--recreate with --num-shards would let each shard delete the others' documents: "
+            "delete or recreate the index once before starting the shards"
+        )
     report = RunReport(index=kw["index_name"], kind=kind, dry_run=kw["dry_run"])
     if kw["num_shards"] > 1:
         report.shard = f"{kw['shard_id']}/{kw['num_shards']}"

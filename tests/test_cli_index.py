@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from stair_es.ingest.testing import MessyFolder, make_messy_folder
-from stair_es_cli.index_cmd import EXIT_SOME_FAILED
+from stair_es_cli.index_cmd import EXIT_SOME_FAILED, SHOWN_FAILURES
 from stair_es_cli.main import main
 
 
@@ -113,3 +113,25 @@ def test_unreachable_engine_is_one_line_and_exit_3(tiny_onnx_model: Path, messy:
 def test_missing_path_is_a_usage_error(tiny_onnx_model: Path, tmp_path: Path) -> None:
     result = _invoke("index", "images", str(tmp_path / "nope"), "--model", str(tiny_onnx_model), "--dry-run")
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_many_failures_are_counted_on_stderr_and_all_written(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(25):
+        (folder / f"{i:02d}.jpg").write_bytes(b"")
+    failures = tmp_path / "f.jsonl"
+    result = _invoke("index", "images", str(folder), "--model", str(tiny_onnx_model), "--dry-run",
+                     "--failures", str(failures))  # fmt: skip
+    assert result.exit_code == EXIT_SOME_FAILED
+    shown = [line for line in result.stderr.splitlines() if line.startswith(f"failed: {folder}")]
+    assert len(shown) == SHOWN_FAILURES
+    assert f"more failures are not shown here; all are in {failures}" in result.stderr
+    assert "25 failed, of 25 images" in result.stderr
+    assert len(failures.read_text().splitlines()) == 25
+
+
+def test_recreate_with_shards_is_refused(tiny_onnx_model: Path, tmp_path: Path) -> None:
+    result = _invoke("index", "images", str(tmp_path), "--model", str(tiny_onnx_model), "--dry-run",
+                     "--recreate", "--num-shards", "2")  # fmt: skip
+    assert result.exit_code == 2 and "--recreate with --num-shards" in result.stderr
