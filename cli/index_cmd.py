@@ -197,6 +197,12 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
         report.shard = f"{kw['shard_id']}/{kw['num_shards']}"
     encoder_kwargs: dict[str, Any] = {"precision": kw["precision"], "intra_op_threads": kw["threads"]}
     if kind == "images":
+        import warnings
+
+        from PIL import Image
+
+        # oversized images are refused and reported per file; Pillow's own warning would only add noise
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         encoder_kwargs.update(decode_workers=kw["decode_workers"], max_image_pixels=kw["max_image_pixels"])
     backend = None if kw["dry_run"] else connect_backend(kw["connection"])  # fail fast, before the model
     encoder = load_runtime_encoder(kw["model_path"], kw["provider"], **encoder_kwargs)

@@ -39,8 +39,8 @@ class PipelineOptions:
     batch_size: int = 32
     decode_workers: int | None = None
     read_workers: int = 4
-    read_ahead: int = 256  # files read and hashed ahead of the decoder
-    lookup_chunk: int = 256  # ids per "which exist?" request
+    read_ahead: int = 64  # files read and hashed ahead of the decoder (their bytes are in memory)
+    lookup_chunk: int = 64  # ids per "which exist?" request
     skip_existing: bool = True
     encode_captions: bool = False  # also put caption tokens in text_tokens
     max_file_bytes: int = MAX_FILE_BYTES

@@ -81,6 +81,10 @@ def make_messy_folder(root: str | os.PathLike[str], num_images: int = 16, seed: 
     out.bad[bad / "notes.JPEG"] = "not_an_image"
     (bad / "bomb.png").write_bytes(png_header_only(30_000, 30_000))
     out.bad[bad / "bomb.png"] = "bomb"
+    (bad / "too-many-pixels.png").write_bytes(
+        png_header_only(10_000, 10_000)
+    )  # over our limit, under Pillow's
+    out.bad[bad / "too-many-pixels.png"] = "bomb"
     os.symlink(root / "no-such-file.png", bad / "dangling.png")
     out.bad[bad / "dangling.png"] = "missing"
     os.symlink("..", bad / "loop")  # bad/loop -> root: must not be walked twice
