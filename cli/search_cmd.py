@@ -312,11 +312,13 @@ def search(
             "mode": engine_mode,
             "target": target,
         }
-        inputs: dict[str, Any] = {"text": query, "tokens": tokens}
-        if image is not None:
-            inputs = {"image": image}
-        if engine_mode == "bm25":  # BM25 needs the text only, never a vector
-            inputs = {"text": query}
+        inputs: dict[str, Any] = (
+            {"image": image}
+            if image is not None
+            else {"tokens": tokens}
+            if tokens is not None
+            else {"text": query}
+        )
         if show_query:
             plan = searcher.plan(**inputs, **kwargs)
             click.echo(json.dumps(plan.body, indent=2, ensure_ascii=False))
@@ -337,8 +339,9 @@ def search(
             }
             click.echo(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         else:
+            what = "BM25 on captions" if engine_mode == "bm25" else f"{len(result.query_tokens)} query tokens"
             header = (
-                f"{label} -> {len(result.query_tokens)} query tokens, mode {result.plan.mode}, "
+                f"{label} -> {what}, mode {result.plan.mode}, "
                 f"index '{index}' on {backend.info.describe()}, {result.took_ms:.1f} ms"
             )
             click.echo(header)
