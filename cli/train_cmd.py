@@ -139,7 +139,9 @@ def make_synthetic(
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --output.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option(
+    "--threads", type=int, default=None, help="torch CPU threads (default: from the CPU count and load)."
+)
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 def train(**opts: object) -> None:
     """Train a STAIR model: stages 1-3 (grounding recipe), one stage, or dense-to-sparse."""
@@ -151,9 +153,9 @@ def train(**opts: object) -> None:
     import torch
 
     from stair_es.training.cli_support import run_train_command
+    from stair_es.training.recipes import auto_threads
 
-    if opts["threads"]:
-        torch.set_num_threads(int(opts["threads"]))  # type: ignore[call-overload]
+    torch.set_num_threads(int(opts["threads"] or auto_threads()))  # type: ignore[call-overload]
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
     record = run_train_command(opts, log)
     click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))

@@ -182,3 +182,18 @@ def test_trainer_rejects_bad_config(synthetic) -> None:
         Trainer(model, TrainConfig(stage="4"), data)
     with pytest.raises(ValueError, match="exceeds"):
         Trainer(model, TrainConfig(stage="3", steps=1, batch_size=16), data).train()
+
+
+def test_dense_clip_baseline_trains_with_the_same_towers(synthetic) -> None:
+    from stair_es.model.dense import DenseClipModel
+
+    stair = _model()
+    clip = DenseClipModel(stair.config, embed_dim=16, temperature_init=0.07)
+    assert type(clip.vision_tower) is type(stair.vision_tower) and type(clip.text_tower) is type(
+        stair.text_tower
+    )
+    train, test = _data(stair, synthetic["train"]), _data(stair, synthetic["test"])
+    before = clip.log_temperature.item()
+    metrics = Trainer(clip, TrainConfig(stage="dense", steps=3, batch_size=8, lr=1e-2), train, test).train()
+    assert {"t2i_r1", "i2t_r1"} <= metrics.keys() and "active_fraction" not in metrics
+    assert clip.log_temperature.item() != before

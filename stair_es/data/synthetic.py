@@ -42,7 +42,7 @@ SHAPES: dict[str, str] = {
     "star": "stars",
     "cross": "crosses",
 }
-SIZES: dict[str, float] = {"small": 0.075, "big": 0.14}  # radius as a fraction of the image side
+SIZES: dict[str, float] = {"small": 0.1, "big": 0.17}  # radius as a fraction of the image side
 COUNTS: dict[int, str] = {1: "one", 2: "two", 3: "three"}
 # Region (x0, y0, x1, y1) in unit coordinates where a group's object centres may fall.
 POSITIONS: dict[str, tuple[float, float, float, float]] = {
@@ -100,7 +100,7 @@ class SyntheticConfig:
     image_format: str = "png"  # png or jpeg
     test_fraction: float = 0.1
     val_fraction: float = 0.0
-    two_group_fraction: float = 0.4
+    two_group_fraction: float = 0.0
     colours: list[str] = field(default_factory=lambda: list(COLOURS))
     shapes: list[str] = field(default_factory=lambda: list(SHAPES))
 
@@ -131,7 +131,7 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float) -> l
     if shape == "square":
         return [polar(r * 1.2, math.pi / 4 + k * math.pi / 2) for k in range(4)]
     if shape == "diamond":
-        return [polar(r * (1.25 if k % 2 == 0 else 0.75), k * math.pi / 2) for k in range(4)]
+        return [polar(r * (1.35 if k % 2 == 0 else 0.6), k * math.pi / 2) for k in range(4)]
     if shape == "triangle":
         return [polar(r * 1.25, -math.pi / 2 + k * 2 * math.pi / 3) for k in range(3)]
     if shape == "star":
@@ -162,17 +162,20 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int = 64) -
         fill = tuple(int(v) for v in colour)
         for _ in range(group.count):
             cx = cy = 0.0
-            for _attempt in range(60):  # rejection sampling for non-overlapping, fully visible objects
-                cx = float(rng.uniform(max(x0 * side, radius * 1.3), min(x1 * side, side - radius * 1.3)))
-                cy = float(rng.uniform(max(y0 * side, radius * 1.3), min(y1 * side, side - radius * 1.3)))
-                if all(math.hypot(cx - px, cy - py) > (radius + pr) * 1.05 for px, py, pr in placed):
+            r = radius
+            for attempt in range(200):  # rejection sampling: non-overlapping, fully visible objects
+                if attempt and attempt % 25 == 0:
+                    r *= 0.9  # crowded region: shrink a little rather than hide an object
+                cx = float(rng.uniform(max(x0 * side, r * 1.3), max(min(x1 * side, side - r * 1.3), r * 1.3)))
+                cy = float(rng.uniform(max(y0 * side, r * 1.3), max(min(y1 * side, side - r * 1.3), r * 1.3)))
+                if all(math.hypot(cx - px, cy - py) > (r + pr) * 1.1 for px, py, pr in placed):
                     break
-            placed.append((cx, cy, radius))
+            placed.append((cx, cy, r))
             angle = float(rng.uniform(-0.25, 0.25))
             if group.shape == "circle":
-                draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fill)
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
             else:
-                draw.polygon(_shape_points(group.shape, cx, cy, radius, angle), fill=fill)
+                draw.polygon(_shape_points(group.shape, cx, cy, r, angle), fill=fill)
     return canvas.resize((image_size, image_size), Image.Resampling.LANCZOS)
 
 

@@ -49,16 +49,31 @@ def grounding_score(
     image_vectors: torch.Tensor, captions: Sequence[str], vocab: dict[str, int]
 ) -> float | None:
     """Fraction of images whose top-k tokens hold all colour/shape words of their caption (None if none)."""
-    graded = hits = 0
+    return grounding_breakdown(image_vectors, captions, vocab).get("grounding")
+
+
+def grounding_breakdown(
+    image_vectors: torch.Tensor, captions: Sequence[str], vocab: dict[str, int]
+) -> dict[str, float]:
+    """``grounding`` plus its parts: colour words only, shape words only (diagnostics for training logs)."""
+    graded = hits = colour_hits = shape_hits = 0
     for row, caption in zip(image_vectors, captions, strict=True):
-        words = {w for w in caption.lower().split() if w in GROUNDING_WORDS}
+        words = [w for w in caption.lower().split() if w in GROUNDING_WORDS]
         if not words:
             continue
         graded += 1
-        k = len(content_words(caption))
-        top = set(row.topk(k).indices.tolist())
-        hits += all(vocab.get(w, -1) in top for w in words)
-    return hits / graded if graded else None
+        top = set(row.topk(len(content_words(caption))).indices.tolist())
+        found = {w: vocab.get(w, -1) in top for w in words}
+        hits += all(found.values())
+        colour_hits += all(ok for w, ok in found.items() if w in COLOURS)
+        shape_hits += all(ok for w, ok in found.items() if w not in COLOURS)
+    if not graded:
+        return {}
+    return {
+        "grounding": hits / graded,
+        "grounding_colour": colour_hits / graded,
+        "grounding_shape": shape_hits / graded,
+    }
 
 
 def retrieval_metrics(model: Any, data: PairTensors, vocab: dict[str, int] | None = None) -> dict[str, float]:
@@ -75,9 +90,7 @@ def retrieval_metrics(model: Any, data: PairTensors, vocab: dict[str, int] | Non
         metrics["active_image"] = float((image_vecs > 0).sum(dim=1).float().mean())
         metrics["active_text"] = float((text_vecs > 0).sum(dim=1).float().mean())
         metrics["active_fraction"] = metrics["active_image"] / dim
-        grounding = grounding_score(image_vecs, captions, vocab)
-        if grounding is not None:
-            metrics["grounding"] = grounding
+        metrics.update(grounding_breakdown(image_vecs, captions, vocab))
     return metrics
 
 
