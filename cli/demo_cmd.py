@@ -1,14 +1,40 @@
-"""``stair-es demo``: the README's first command.
+"""``stair-es demo``: the README's first command, end to end on a fresh machine.
 
-Today it provisions and starts the local engine and shows that it answers; the full demo (model,
-sample images, indexing, queries) grows on top of this as the pipeline lands.
+Local engine -> demo model (trained + exported on first run, then cached) -> a sample image folder
+with captions and two broken files -> ``stair-es index images`` -> text and image searches with the
+matched tokens. Each step prints the command a user would type to do the same.
 """
 
 from __future__ import annotations
 
-import json
+import shlex
+import time
+from pathlib import Path
 
 import click
+
+
+def _step(number: int, total: int, title: str) -> None:
+    click.secho(f"\n== [{number}/{total}] {title}", bold=True)
+
+
+def _run(args: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
+    """Run a stair-es command in-process, exactly as typed on a shell."""
+    from stair_es_cli.main import main
+
+    click.secho("$ stair-es " + " ".join(shlex.quote(a) for a in args), fg="cyan")
+    try:
+        main.main(args=args, prog_name="stair-es", standalone_mode=False)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    if code not in ok_codes:
+        from stair_es.errors import StairError
+
+        raise StairError(f"demo step failed: stair-es {' '.join(args)} exited with {code}")
+    return code
 
 
 @click.command()
@@ -20,12 +46,93 @@ import click
     show_default=True,
     help="Port of the local engine [env STAIR_ES_PORT].",
 )
-def demo(port: int) -> None:
-    """Start the local engine (downloading it the first time) and show that it answers."""
-    from stair_es.local import ensure_running
-    from stair_es.local.node import http_get_json
+@click.option(
+    "--url",
+    envvar="STAIR_ES_URL",
+    default=None,
+    help="Use this cluster instead of the local engine [env STAIR_ES_URL].",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Your exported model instead of the demo model.",
+)
+@click.option(
+    "--images", "num_images", type=int, default=240, show_default=True, help="Size of the sample collection."
+)
+@click.option(
+    "--steps", type=int, default=None, help="Training steps for the demo model [default: the preset's]."
+)
+@click.option("--rebuild-model", is_flag=True, help="Train the demo model again even if one is cached.")
+def demo(
+    port: int,
+    url: str | None,
+    model_path: Path | None,
+    num_images: int,
+    steps: int | None,
+    rebuild_model: bool,
+) -> None:
+    """Start the local engine, get a model, index sample images, search them."""
+    import os
 
-    url = ensure_running(port=port, log=lambda m: click.echo(m, err=True))
-    info = http_get_json(url)
-    click.echo(json.dumps(info, indent=2))
-    click.echo(f"the local engine answers at {url}; stop it with: stair-es engine down")
+    from stair_es.demo import DEMO_INDEX, DEMO_TEXT_QUERIES, build_collection, demo_root, ensure_demo_model
+    from stair_es_cli.index_cmd import EXIT_SOME_FAILED
+
+    started = time.perf_counter()
+    total = 5
+    _step(1, total, "search engine")
+    if url is None:
+        from stair_es.local import ensure_running
+
+        url = ensure_running(port=port, log=click.echo)
+        click.echo(f"local engine at {url} (stop it later with: stair-es engine down)")
+    os.environ["STAIR_ES_URL"] = url  # the commands below connect through the usual env var
+
+    _step(2, total, "model")
+    if model_path is None:
+        model_path = ensure_demo_model(log=click.echo, steps=steps, rebuild=rebuild_model)
+        from stair_es.runtime import Manifest
+
+        label = Manifest.read(model_path).exporter.get("demo", {})
+        click.secho(label.get("label", "demo model"), fg="yellow")
+        if label.get("reproduce"):
+            click.echo(f"rebuild it with: {label['reproduce']}")
+    click.echo(f"model: {model_path}")
+
+    _step(3, total, "sample collection")
+    collection = build_collection(demo_root() / "collection", num_images=num_images)
+    click.echo(
+        f"{collection / 'images'}: {num_images} synthetic JPEGs with .txt captions, plus 2 broken files"
+    )
+
+    _step(4, total, "index the images (broken files are reported, the rest is indexed)")
+    failures = demo_root() / "failures.jsonl"
+    # exit code 0: all indexed or skipped; the broken files make it the "some failed" code
+    _run(
+        [
+            "index",
+            "images",
+            str(collection / "images"),
+            "--index",
+            DEMO_INDEX,
+            "--model",
+            str(model_path),
+            "--failures",
+            str(failures),
+            "--no-progress",
+        ],
+        ok_codes=(0, EXIT_SOME_FAILED),
+    )
+    click.echo(f"failures file: {failures}")
+
+    _step(5, total, "search: text -> image, and image -> image")
+    for query in DEMO_TEXT_QUERIES:
+        _run(["search", query, "--index", DEMO_INDEX, "--model", str(model_path), "-k", "3"])
+    sample = sorted((collection / "images").glob("0*.jpg"))[0]
+    caption = sample.with_suffix(".txt").read_text().strip()
+    click.echo(f'(query image {sample.name}: "{caption}")')
+    _run(["search", "--image", str(sample), "--index", DEMO_INDEX, "--model", str(model_path), "-k", "3"])
+    click.secho(f"\ndemo finished in {time.perf_counter() - started:.0f}s", bold=True)
+    click.echo(f'try: stair-es search "green stars" --index {DEMO_INDEX} --explain')
