@@ -1,0 +1,71 @@
+"""Index bytes per document for the storage variants, on the synthetic corpus (sparse_corpus.py).
+
+Prints one JSON object: bytes/doc and the ratio to a 512-d float32 vector (2048 bytes) for
+  * tokens in ``_source`` (the default: maps can be read back; explanations from ``_source``),
+  * tokens left out of ``_source`` (``tokens_in_source=False``: explanations from the engine),
+each with the default and the ``best_compression`` codec. When ``_source`` is filtered the engine
+keeps a ``_recovery_source`` copy until its retention lease moves past the documents, so the
+script waits ``--retention-wait`` seconds before flushing and force-merging; without that wait the
+filtered variants look as big as the default::
+
+    python benchmarks/index_size.py --docs 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sparse_corpus import CorpusSpec, SparseCorpus  # noqa: E402
+
+from stair_es.engine import Indexer, ModelMeta, connect  # noqa: E402
+
+VARIANTS = {
+    "tokens_in_source": {},
+    "tokens_in_source_best_compression": {"extra_settings": {"codec": "best_compression"}},
+    "no_token_source": {"tokens_in_source": False},
+    "no_token_source_best_compression": {
+        "tokens_in_source": False,
+        "extra_settings": {"codec": "best_compression"},
+    },
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=10_000)
+    ap.add_argument("--zipf-s", type=float, default=CorpusSpec(1).zipf_s)
+    ap.add_argument("--retention-wait", type=float, default=70.0)
+    args = ap.parse_args()
+    backend = connect()
+    names = {label: f"stair-bench-size-{label.replace('_', '-')}" for label in VARIANTS}
+    result: dict[str, object] = {"engine": backend.info.describe(), "docs": args.docs, "zipf_s": args.zipf_s}
+    try:
+        for label, kwargs in VARIANTS.items():
+            backend.delete_index(names[label])
+            backend.create_index(names[label], ModelMeta("bench-synthetic", "synthetic"), **kwargs)
+            corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, zipf_s=args.zipf_s))
+            summary = Indexer(backend, names[label]).index_documents(corpus.index_documents())
+            if summary.indexed != args.docs:
+                raise SystemExit(f"indexing incomplete: {summary.line()}")
+        time.sleep(args.retention_wait)
+        for label, name in names.items():
+            backend.client.indices.flush(index=name)
+            backend.force_merge(name)
+            backend.refresh(name)
+            backend.client.indices.flush(index=name)
+            per_doc = backend.store_size_bytes(name) / args.docs
+            result[label] = {"bytes_per_doc": round(per_doc, 1), "vs_dense512": round(per_doc / 2048, 4)}
+    finally:
+        for name in names.values():
+            backend.delete_index(name)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
