@@ -252,7 +252,9 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
             index_texts(items, encoder, sink, report, ledger, options=pipeline_options, progress=progress)
     except KeyboardInterrupt:
         _clear_line(progress)
-        echo_err(f"interrupted after {report.encoded} encoded in this run; run the same command to resume")
+        report.interrupted = True
+        for line in report.summary_lines():
+            echo_err(line)
         raise
     finally:
         ledger.close()

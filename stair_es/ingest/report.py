@@ -145,8 +145,11 @@ class RunReport:
             where = f"; one line each in {self.failures_path}" if self.failures_path else ""
             lines.append(f"failed: {kinds}{where}")
         if self.interrupted:
-            lines.append("interrupted: run the same command again to resume (indexed items are skipped)")
-        if not self.balanced:
+            lines.append(
+                f"interrupted with {self.discovered - self.processed} not reached: run the same command "
+                "again to resume (indexed items are skipped)"
+            )
+        elif not self.balanced:
             lines.append(f"warning: counts do not add up ({self.processed} accounted of {self.discovered})")
         return lines
 
