@@ -105,13 +105,26 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
-def describe_item(source: dict[str, Any]) -> str:
-    """What a hit is, for people: its path (or URL) and caption, whichever exist."""
+def _short_path(where: str, width: int) -> str:
+    """Relative to the working directory when below it; long paths keep their tail (the file name)."""
+    import os
+
+    if os.path.isabs(where):
+        try:
+            rel = os.path.relpath(where)
+            where = rel if not rel.startswith("..") else where
+        except ValueError:  # another drive (Windows)
+            pass
+    return where if len(where) <= width else "…" + where[-(width - 1) :]
+
+
+def describe_item(source: dict[str, Any], width: int = 60) -> tuple[str, str | None]:
+    """What a hit is, for people: (path or URL, caption shown below it) or (caption, None)."""
     where = source.get("path") or source.get("url")
     caption = source.get("caption")
-    if where and caption:
-        return f"{where}  “{caption}”"
-    return str(where or (f"“{caption}”" if caption else "")) or "(no path or caption stored)"
+    if where:
+        return _short_path(str(where), width), (f"“{caption}”" if caption else None)
+    return (_clip(f"“{caption}”", width) if caption else "(no path or caption stored)"), None
 
 
 def format_tokens(rows: list[Any], limit: int) -> str:
@@ -123,12 +136,20 @@ def format_tokens(rows: list[Any], limit: int) -> str:
 def render_hits(result: Any, top_tokens: int, full: bool, offset: int = 0) -> str:
     """The table: rank, score, item, top matched tokens (and, with ``full``, every contribution)."""
     width = _width()
-    item_width = max(24, min(60, (width - 20) // 2))
+    paths = [str(h.source.get("path") or h.source.get("url") or "") for h in result.hits]
+    item_width = max(
+        12, min(max((len(_short_path(p, 60)) for p in paths), default=12), 60, (width - 20) // 2)
+    )
+    if any(not p for p in paths):  # caption-only hits use the item column for the caption
+        item_width = max(24, min(60, (width - 20) // 2))
     lines = [f"{'#':>3}  {'score':>9}  {'item':<{item_width}}  matched tokens (contribution)"]
     for rank, hit in enumerate(result.hits, offset + 1):
         tokens = format_tokens(hit.explanation, top_tokens)
-        line = f"{rank:>3}  {hit.score:>9.4f}  {_clip(describe_item(hit.source), item_width):<{item_width}}  "
+        item, caption = describe_item(hit.source, item_width)
+        line = f"{rank:>3}  {hit.score:>9.4f}  {item:<{item_width}}  "
         lines.append(line + _clip(tokens, max(width - len(line), 20)))
+        if caption:
+            lines.append(f"{'':>16}{_clip(caption, width - 16)}")
         if full and hit.explanation:
             total = hit.explained_score or 1.0
             lines.append(f"{'':>16}{'token':<20} {'query':>9} {'document':>9} {'contribution':>12}  share")

@@ -92,16 +92,21 @@ def test_render_hits_table_and_full_explanation() -> None:
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["#", "score", "item"]
     assert "img/dog.jpg" in lines[1] and "0.7500" in lines[1] and "dog 0.5 (+1 more)" in lines[1]
-    assert "“grass”" in lines[2]
+    assert lines[2].strip() == "“a dog”"  # the caption goes on its own line below the path
+    assert "“grass”" in lines[3]
     full = render_hits(_result(), top_tokens=2, full=True, offset=10)
     assert full.splitlines()[1].lstrip().startswith("11")
     assert "66.7%" in full and "sum of contributions 0.75000 vs score 0.75000" in full
 
 
-def test_describe_item() -> None:
-    assert describe_item({"path": "a.jpg"}) == "a.jpg"
-    assert describe_item({"url": "http://x/a.jpg", "caption": "c"}) == "http://x/a.jpg  “c”"
-    assert describe_item({}) == "(no path or caption stored)"
+def test_describe_item(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert describe_item({"path": "a.jpg"}) == ("a.jpg", None)
+    assert describe_item({"url": "http://x/a.jpg", "caption": "c"}) == ("http://x/a.jpg", "“c”")
+    assert describe_item({"caption": "c"}) == ("“c”", None)
+    assert describe_item({}) == ("(no path or caption stored)", None)
+    monkeypatch.chdir(tmp_path)
+    assert describe_item({"path": str(tmp_path / "sub" / "a.jpg")})[0] == "sub/a.jpg"
+    assert describe_item({"path": "/very/long/folder/name/photo.jpg"}, width=12)[0] == "…e/photo.jpg"
 
 
 def test_render_map_shares_bars_and_rest() -> None:
