@@ -14,9 +14,11 @@ from typing import IO, Any
 
 import click
 
+from stair_es_cli.common import model_option
+
 
 @click.command()
-@click.argument("model", type=click.Path(exists=True), envvar="STAIR_ES_MODEL")
+@model_option()
 @click.option("--text", "texts", multiple=True, help="A text to encode (repeatable).")
 @click.option(
     "--texts-file",
@@ -75,7 +77,7 @@ import click
     help="Write undecodable inputs here as JSONL {id, error} [default: stderr only].",
 )
 def encode(
-    model: str,
+    model_path: Path | None,
     texts: tuple[str, ...],
     texts_file: IO[str] | None,
     images: tuple[str, ...],
@@ -93,13 +95,14 @@ def encode(
     output: IO[str],
     failures: str | None,
 ) -> None:
-    """Encode texts and/or images with the exported MODEL (a directory with manifest.json).
+    """Encode texts and/or images with an exported model (--model, a directory with manifest.json).
 
     Exit status 1 when some images failed (the others are still printed).
     """
     from stair_es.errors import UsageError
     from stair_es.runtime import load_encoder
     from stair_es.runtime.images import list_image_files
+    from stair_es_cli.common import resolve_model_path
 
     text_items = [(f"text-{i}", t) for i, t in enumerate(texts)]
     if texts_file is not None:
@@ -112,7 +115,7 @@ def encode(
         raise UsageError("nothing to encode: give --text, --texts-file, --image or --images-dir")
 
     encoder = load_encoder(
-        model,
+        resolve_model_path(model_path),
         provider=provider,
         precision=precision,
         intra_op_threads=threads,

@@ -146,6 +146,7 @@ def test_cli_export_then_encode(model_dir: Path, tmp_path: Path) -> None:
         main,
         [
             "encode",
+            "--model",
             str(out),
             "--text",
             "a red circle",
@@ -164,9 +165,11 @@ def test_cli_export_then_encode(model_dir: Path, tmp_path: Path) -> None:
 
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"id": "q1", "text": "blue square"}\nplain line\n')
-    result = runner.invoke(main, ["encode", str(out), "--texts-file", str(texts), "--top-k", "3", "--escape"])
+    result = runner.invoke(
+        main, ["encode", "--model", str(out), "--texts-file", str(texts), "--top-k", "3", "--escape"]
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [r["id"] for r in rows] == ["q1", "text-1"] and all(len(r["tokens"]) == 3 for r in rows)
-    empty = runner.invoke(main, ["encode", str(out)])
+    empty = runner.invoke(main, ["encode", "--model", str(out)])
     assert empty.exit_code == 2 and "nothing to encode" in empty.output
