@@ -135,6 +135,11 @@ class EngineSide:
         self.log = log
         self.index = target.index or f"stair-es-eval-{uuid.uuid4().hex[:10]}"
         self.created = False
+        if self.backend.index_exists(self.index):
+            raise EngineError(
+                f"index '{self.index}' already exists: eval writes only to a fresh index "
+                "(pick another --index, or delete that one)"
+            )
         vocab_size = getattr(getattr(encoder, "manifest", None), "vocab_size", None)
         self.backend.create_index(self.index, ModelMeta(encoder.model_id, encoder.vocab_hash, vocab_size))
         self.created = True
