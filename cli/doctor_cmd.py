@@ -43,8 +43,18 @@ PACKAGES: list[tuple[tuple[str, ...], str, bool, str]] = [
         True,
         "pip install onnxruntime-gpu (or onnxruntime on CPU hosts)",
     ),
-    (("opensearch-py",), "opensearch-py", False, "pip install opensearch-py (needed for OpenSearch)"),
-    (("elasticsearch",), "elasticsearch", False, "pip install elasticsearch (needed for Elasticsearch)"),
+    (
+        ("opensearch-py",),
+        "opensearch-py",
+        False,
+        'pip install "stair-es[opensearch]" (needed for OpenSearch)',
+    ),
+    (
+        ("elasticsearch",),
+        "elasticsearch",
+        False,
+        'pip install "stair-es[elasticsearch]" (needed for Elasticsearch)',
+    ),
     (("torch",), "torch", False, 'only for training/export: pip install "stair-es[train]"'),
 ]
 
