@@ -128,7 +128,7 @@ def check_versions(report: Report) -> None:
             "engine client",
             FAIL,
             "neither opensearch-py nor elasticsearch is installed",
-            "pip install opensearch-py",
+            'pip install "stair-es[opensearch]"',
         )
 
 
@@ -259,7 +259,7 @@ def check_engine(
             "engine client",
             FAIL,
             f"{info.describe()} needs {client}, which is not installed",
-            f"pip install {client}",
+            f'pip install "stair-es[{info.distribution}]"',
         )
         return
     backend = connect(config)
