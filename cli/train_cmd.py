@@ -96,14 +96,35 @@ def make_synthetic(
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak AdamW learning rate.")
 @click.option("--weight-decay", type=float, default=0.01, show_default=True)
 @click.option("--warmup", type=float, default=0.05, show_default=True, help="Warmup as a fraction of steps.")
-@click.option("--flops-image", type=float, default=1e-2, show_default=True, help="FLOPs weight, image side.")
-@click.option("--flops-text", type=float, default=1e-2, show_default=True, help="FLOPs weight, text side.")
+@click.option("--flops-image", type=float, default=1e-3, show_default=True, help="FLOPs weight, image side.")
+@click.option("--flops-text", type=float, default=5e-3, show_default=True, help="FLOPs weight, text side.")
 @click.option(
     "--flops-ramp",
     type=float,
     default=0.3,
     show_default=True,
     help="Quadratic FLOPs ramp as a fraction of the (first) stage's steps.",
+)
+@click.option(
+    "--stage1-text",
+    type=click.Choice(["binary", "learned"]),
+    default="binary",
+    show_default=True,
+    help="Stage 1 text vector: the caption's token bag, or the text tower masked to it.",
+)
+@click.option(
+    "--grounding-weight",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Stage 3 / dense-to-sparse: weight of the image-vs-caption-bag loss that keeps tokens grounded.",
+)
+@click.option(
+    "--hard-negatives",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of each batch filled with near-duplicate captions of a random anchor.",
 )
 @click.option(
     "--init",

@@ -69,7 +69,7 @@ def test_batches_are_seeded_and_cover_each_epoch() -> None:
 def test_stage1_text_vectors_only_on_caption_tokens(synthetic) -> None:
     model = _model()
     data = _data(model, synthetic["train"][:16])
-    trainer = Trainer(model, TrainConfig(stage="1", steps=2, batch_size=8), data)
+    trainer = Trainer(model, TrainConfig(stage="1", steps=2, batch_size=8, stage1_text="learned"), data)
     trainer.train()
     pixels, ids, mask = data.select(range(8))
     with torch.no_grad():
@@ -197,3 +197,40 @@ def test_dense_clip_baseline_trains_with_the_same_towers(synthetic) -> None:
     metrics = Trainer(clip, TrainConfig(stage="dense", steps=3, batch_size=8, lr=1e-2), train, test).train()
     assert {"t2i_r1", "i2t_r1"} <= metrics.keys() and "active_fraction" not in metrics
     assert clip.log_temperature.item() != before
+
+
+def test_hard_negative_sampler_picks_near_duplicate_captions() -> None:
+    from stair_es.training.batches import HardNegativeSampler
+
+    model = _model()
+    captions = ["one big red circle", "one big red square", "two small blue stars", "one big red circle",
+                "three small green crosses", "one big blue circle", "two big yellow stars"]  # fmt: skip
+    ids, mask = model.tokenize(captions)
+    sampler = HardNegativeSampler(ids, mask, captions, model.config.vocab_size)
+    for step in range(10):
+        batch = sampler.indices(4, step, seed=0, fraction=0.5)
+        assert len(batch) == 4 and len(set(batch.tolist())) == 4
+        assert (batch == sampler.indices(4, step, seed=0, fraction=0.5)).all()
+        anchor, hard = int(batch[0]), int(batch[1])
+        assert captions[hard] != captions[anchor]
+        overlap = [len(set(c.split()) & set(captions[anchor].split())) for c in captions]
+        candidates = [overlap[i] for i in range(len(captions)) if captions[i] != captions[anchor]]
+        assert overlap[hard] == max(candidates)
+
+
+def test_stage1_binary_text_is_the_caption_bag_and_grounding_loss_is_logged(synthetic) -> None:
+    model = _model()
+    data = _data(model, synthetic["train"][:16])
+    pixels, ids, mask = data.select(range(8))
+    trainer = Trainer(model, TrainConfig(stage="1", steps=1, batch_size=8, stage1_text="binary"), data)
+    with torch.no_grad():
+        _, text = trainer.encode_batch(pixels, ids, mask)
+    vocab = model.tokenizer.get_vocab()
+    for row in range(8):
+        words = [w for w in data.captions[row].split() if vocab.get(w) not in model.config.zeroed_token_ids]
+        assert set(torch.nonzero(text[row]).flatten().tolist()) == {vocab[w] for w in words}
+        assert set(text[row][text[row] > 0].tolist()) == {1.0}
+    cfg = TrainConfig(stage="3", steps=1, batch_size=8, grounding_weight=0.5, flops_image=0.0, flops_text=0.0)
+    parts = Trainer(model, cfg, data).compute_loss(pixels, ids, mask)
+    expected = parts["contrastive"] + 0.5 * parts["grounding"]
+    assert torch.allclose(parts["total"], expected)

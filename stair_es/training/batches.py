@@ -62,3 +62,44 @@ def batch_indices(num_items: int, batch_size: int, step: int, seed: int) -> np.n
     epoch, offset = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_items)
     return order[offset * batch_size : (offset + 1) * batch_size]
+
+
+class HardNegativeSampler:
+    """Batches where part of the items have captions that overlap the most with a random anchor's.
+
+    Why: with random batches most negatives differ in an easy attribute (a colour), so the towers
+    learn the easy words first and the hard ones (shapes, counts) slowly. Near-duplicate captions in
+    the same batch make every word matter. Identical captions are kept out (they are not negatives).
+    Generic: overlap is counted on token ids, so it works for any captioned dataset.
+    """
+
+    def __init__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, captions: list[str], vocab_size: int
+    ):
+        ids = input_ids.masked_fill(attention_mask == 0, 0)
+        incidence = torch.zeros(len(captions), vocab_size)
+        incidence.scatter_(1, ids, 1.0)
+        incidence[:, 0] = 0.0
+        self.incidence = incidence
+        caption_ids: dict[str, int] = {}
+        self.caption_group = torch.tensor([caption_ids.setdefault(c, len(caption_ids)) for c in captions])
+
+    def indices(self, batch_size: int, step: int, seed: int, fraction: float) -> np.ndarray:
+        n = self.incidence.shape[0]
+        if batch_size > n:
+            raise ValueError(f"batch size {batch_size} exceeds the {n} training pairs")
+        rng = np.random.default_rng([seed, step, 7])
+        anchor = int(rng.integers(n))
+        overlap = (self.incidence @ self.incidence[anchor]).numpy()
+        overlap = overlap + rng.random(n) * 0.5  # random tie-breaking
+        overlap[(self.caption_group == self.caption_group[anchor]).numpy()] = -1.0
+        hard = int(round(batch_size * fraction)) - 1
+        chosen = [anchor, *np.argsort(-overlap)[: max(0, hard)].tolist()]
+        taken = set(chosen)
+        for i in rng.permutation(n).tolist():
+            if len(chosen) >= batch_size:
+                break
+            if i not in taken:
+                chosen.append(i)
+                taken.add(i)
+        return np.asarray(chosen)

@@ -1,11 +1,15 @@
 """One trainer, five modes: STAIR stages 1-3, dense-to-sparse, and the dense CLIP baseline objective.
 
 Stage semantics (what makes the tokens grounded):
-  "1"  image and text learn; the text vector is masked to the caption's own tokens, so the image side
-       can only score by lighting up words that occur in its captions.
+  "1"  the text vector is restricted to the caption's own tokens, so the image side can only score by
+       lighting up words of its captions. ``stage1_text="binary"`` uses the caption's token bag itself
+       (weight 1 per content token; measured to ground faster on the synthetic set), ``"learned"``
+       the text tower's vector masked to those tokens (the literal reading of the paper; both towers
+       co-train).
   "2"  image tower *and* image head frozen (not in the optimizer, bit-identical); the text side learns
        to expand into the grounded space the image side defines.
-  "3"  everything learns jointly.
+  "3"  everything learns jointly; ``grounding_weight`` adds the image-vs-caption-bag loss of stage 1
+       so the image tokens stay on the caption's words while the towers co-adapt.
   "dense-to-sparse"  pretrained towers frozen, only the token heads (+ optionally the last blocks).
   "dense"  plain CLIP contrastive loss, no FLOPs, no masks (for the DenseClipModel baseline).
 """
@@ -26,7 +30,7 @@ from torch import nn
 
 from stair_es.errors import UsageError
 from stair_es.model.modeling import caption_token_mask
-from stair_es.training.batches import PairTensors, batch_indices
+from stair_es.training.batches import HardNegativeSampler, PairTensors, batch_indices
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
 from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp
 
@@ -50,6 +54,9 @@ class TrainConfig:
     flops_image: float = 1e-3
     flops_text: float = 1e-3
     flops_ramp_fraction: float = 0.3
+    hard_negative_fraction: float = 0.0  # share of each batch drawn as near-duplicate captions
+    stage1_text: str = "binary"  # stage 1 text vector: "binary" caption token bag, or "learned" (tower x bag)
+    grounding_weight: float = 0.0  # stage 3 / d2s: extra contrastive loss of images vs caption bags
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -65,6 +72,8 @@ class TrainConfig:
             raise UsageError(f"unknown stage {self.stage!r}; choose one of {', '.join(STAGES)}")
         if self.steps < 1 or self.batch_size < 2 or self.grad_accum < 1:
             raise UsageError("steps >= 1, batch size >= 2 and grad accumulation >= 1 are required")
+        if self.stage1_text not in ("learned", "binary"):
+            raise UsageError(f"stage1_text must be 'learned' or 'binary', got {self.stage1_text!r}")
         if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0:
             raise UsageError("the learning rate must be > 0 and FLOPs weights >= 0")
 
@@ -107,6 +116,12 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, config.steps, warmup, config.min_lr_ratio)
         )
+        self.sampler = None
+        if config.hard_negative_fraction > 0:
+            vocab_size = int(train_data.input_ids.max()) + 1
+            self.sampler = HardNegativeSampler(
+                train_data.input_ids, train_data.attention_mask, train_data.captions, vocab_size
+            )
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.vocab = model.tokenizer.get_vocab() if getattr(model, "tokenizer", None) is not None else None
@@ -167,7 +182,8 @@ class Trainer:
             text = model.encode_text(ids, mask)
         image, text = image.float(), text.float()
         if cfg.stage == "1":
-            text = text * caption_token_mask(ids, mask, text.shape[1])
+            bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
+            text = bag if cfg.stage1_text == "binary" else text * bag
         return image, text
 
     def compute_loss(
@@ -188,6 +204,11 @@ class Trainer:
             )
             parts["active_image"] = (image > 0).sum(dim=1).float().mean()
             parts["active_text"] = (text > 0).sum(dim=1).float().mean()
+        if cfg.grounding_weight > 0 and cfg.stage in ("3", "dense-to-sparse"):
+            # keeps image tokens on the caption's words while the towers co-adapt (else stage 3 drifts)
+            bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
+            parts["grounding"] = contrastive_loss(model.similarity(image, bag) / model.temperature)
+            total = total + cfg.grounding_weight * parts["grounding"]
         parts["total"] = total
         return parts
 
@@ -197,9 +218,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
-            idx = batch_indices(
-                len(self.train_data), cfg.batch_size, self.step * cfg.grad_accum + micro, cfg.seed
-            )
+            batch_number = self.step * cfg.grad_accum + micro
+            if self.sampler is not None:
+                idx = self.sampler.indices(cfg.batch_size, batch_number, cfg.seed, cfg.hard_negative_fraction)
+            else:
+                idx = batch_indices(len(self.train_data), cfg.batch_size, batch_number, cfg.seed)
             pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in self.train_data.select(idx))
             parts = self.compute_loss(pixels, ids, mask)
             self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
