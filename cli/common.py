@@ -135,3 +135,29 @@ def load_runtime_encoder(model_path: Path | None, provider: str = "auto", **kwar
     from stair_es.runtime import load_encoder
 
     return load_encoder(resolve_model_path(model_path), provider=provider, **kwargs)
+
+
+def provider_option(
+    help_text: str = "onnxruntime execution provider",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--provider auto|cuda|cpu [env STAIR_ES_PROVIDER]: where the ONNX graphs run."""
+    return click.option(
+        "--provider",
+        type=click.Choice(["auto", "cuda", "cpu"]),
+        default="auto",
+        show_default=True,
+        envvar="STAIR_ES_PROVIDER",
+        help=f"{help_text} [env STAIR_ES_PROVIDER].",
+    )
+
+
+def precision_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--precision auto|fp32|fp16|int8 [env STAIR_ES_PRECISION]: which exported graph variant."""
+    return click.option(
+        "--precision",
+        type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+        default="auto",
+        show_default=True,
+        envvar="STAIR_ES_PRECISION",
+        help="Graph variant: auto = fp16 on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
+    )

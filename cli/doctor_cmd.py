@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from stair_es_cli.common import connection_options, model_option
+from stair_es_cli.common import connection_options, model_option, provider_option
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT_FAILED = 1
@@ -343,14 +343,7 @@ def render(report: Report) -> str:
 
 @click.command(epilog=DOCTOR_EXIT_HELP)
 @model_option()
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cuda", "cpu"]),
-    default="auto",
-    show_default=True,
-    envvar="STAIR_ES_PROVIDER",
-    help="Execution provider to test [env STAIR_ES_PROVIDER].",
-)
+@provider_option("Execution provider to test")
 @click.option(
     "--index",
     "index_name",

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import click
 
-from stair_es_cli.common import model_option
+from stair_es_cli.common import model_option, precision_option, provider_option
 
 
 @click.command()
@@ -37,22 +37,8 @@ from stair_es_cli.common import model_option
 @click.option(
     "--min-weight", type=click.FloatRange(min=0.0), default=None, help="Drop tokens below this weight."
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cuda", "cpu"]),
-    default="auto",
-    show_default=True,
-    envvar="STAIR_ES_PROVIDER",
-    help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
-    default="auto",
-    show_default=True,
-    envvar="STAIR_ES_PRECISION",
-    help="Graph variant: auto = fp16 on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
-)
+@provider_option()
+@precision_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Image decode threads [default: cores]."

@@ -20,6 +20,7 @@ from stair_es_cli.common import (
     echo_err,
     load_runtime_encoder,
     model_option,
+    provider_option,
 )
 
 EVAL_EXIT_HELP = """
@@ -158,14 +159,7 @@ def render_report(report: dict[str, Any]) -> str:
     help="Also write the JSON report here.",
 )
 @model_option()
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cuda", "cpu"]),
-    default="auto",
-    show_default=True,
-    envvar="STAIR_ES_PROVIDER",
-    help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
-)
+@provider_option()
 @connection_options
 def eval_cmd(
     dataset: Path,

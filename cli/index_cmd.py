@@ -20,6 +20,8 @@ from stair_es_cli.common import (
     echo_err,
     load_runtime_encoder,
     model_option,
+    precision_option,
+    provider_option,
 )
 
 EXIT_SOME_FAILED = 10
@@ -60,22 +62,8 @@ def _common_options(default_index: str) -> Callable[[Callable[..., Any]], Callab
             show_default=True,
             help="Maximum bulk request body in bytes.",
         ),
-        click.option(
-            "--provider",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            default="auto",
-            show_default=True,
-            envvar="STAIR_ES_PROVIDER",
-            help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
-        ),
-        click.option(
-            "--precision",
-            type=click.Choice(["auto", "fp32", "fp16", "int8"]),
-            default="auto",
-            show_default=True,
-            envvar="STAIR_ES_PRECISION",
-            help="Graph variant (auto: fp16 on CUDA when exported, else fp32) [env STAIR_ES_PRECISION].",
-        ),
+        provider_option(),
+        precision_option(),
         click.option(
             "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads."
         ),

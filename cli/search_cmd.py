@@ -21,6 +21,7 @@ from stair_es_cli.common import (
     echo_err,
     load_runtime_encoder,
     model_option,
+    provider_option,
 )
 
 EXIT_NO_HITS = 1
@@ -36,14 +37,7 @@ Exit status:
   3  engine error    5  the index was built with another model    6  missing dependency
 """
 
-_provider_option = click.option(
-    "--provider",
-    type=click.Choice(["auto", "cuda", "cpu"]),
-    default="auto",
-    show_default=True,
-    envvar="STAIR_ES_PROVIDER",
-    help="onnxruntime execution provider [env STAIR_ES_PROVIDER].",
-)
+_provider_option = provider_option()
 
 
 # --------------------------------------------------------------------------------------------
