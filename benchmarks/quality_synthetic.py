@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--clip-grid",
-        default="1e-3:0.07,2e-3:0.07,1e-3:0.03",
-        help="CLIP baseline candidates lr:temperature_init, picked on the validation split",
+        default="1e-3:0.07:0,2e-3:0.07:0,1e-3:0.03:0,1e-3:0.07:0.5",
+        help="CLIP baseline candidates lr:temperature_init[:hard_negative_fraction], picked on the val split",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: from CPU count and load)"
@@ -94,16 +94,17 @@ def main(argv: list[str] | None = None) -> dict:
         # --- dense CLIP: same towers, data, batch, steps; lr/temperature tuned on val ----------------
         candidates = []
         for item in args.clip_grid.split(","):
-            lr, temperature = (float(x) for x in item.split(":"))
+            fields = [float(x) for x in item.split(":")]
+            lr, temperature, hard = fields[0], fields[1], (fields[2] if len(fields) > 2 else 0.0)
             torch.manual_seed(args.seed)
             clip = DenseClipModel(stair.config, embed_dim=stair.config.vision_config["hidden_size"],
                                   temperature_init=temperature)  # fmt: skip
             cfg = TrainConfig(stage="dense", steps=args.steps, batch_size=args.batch_size, lr=lr, seed=args.seed,
-                              log_every=max(1, args.steps // 4))  # fmt: skip
+                              log_every=max(1, args.steps // 4), hard_negative_fraction=hard)  # fmt: skip
             clip_start = time.perf_counter()
             val_metrics = Trainer(clip, cfg, train, val, log=log).train()
             score = val_metrics["t2i_r1"] + val_metrics["i2t_r1"]
-            log(f"clip lr={lr} temperature_init={temperature}: val R@1 sum {score:.3f}")
+            log(f"clip lr={lr} temperature_init={temperature} hard_negatives={hard}: val R@1 sum {score:.3f}")
             candidates.append(
                 {
                     "lr": lr,
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
             ],  # fmt: skip
             "stair_test_r5_r10": {k: round(v, 4) for k, v in stair_test.items() if k[-2:] in ("r5", "10")},
             "clip_test_r5_r10": {k: round(v, 4) for k, v in clip_test.items() if k[-2:] in ("r5", "10")},
-            "clip_chosen": {"lr": best["lr"], "temperature_init": best["temperature_init"]},
+            "clip_chosen": {k: best[k] for k in ("lr", "temperature_init", "hard_negatives")},
             "clip_candidates_val": [
                 {
                     k: (round(v, 4) if isinstance(v, float) else v)

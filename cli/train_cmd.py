@@ -149,8 +149,8 @@ def make_synthetic(
     show_default=True,
     help="dense-to-sparse: also train the last N blocks of each tower.",
 )
-@click.option("--image-size", type=int, default=48, show_default=True, help="Fresh image tower input size.")
-@click.option("--patch-size", type=int, default=12, show_default=True)
+@click.option("--image-size", type=int, default=64, show_default=True, help="Fresh image tower input size.")
+@click.option("--patch-size", type=int, default=16, show_default=True)
 @click.option("--hidden-size", type=int, default=128, show_default=True)
 @click.option("--layers", type=int, default=2, show_default=True)
 @click.option("--vocab-size", type=int, default=None, help="Cap the vocabulary (>= 1000 recommended).")

@@ -234,3 +234,15 @@ def test_stage1_binary_text_is_the_caption_bag_and_grounding_loss_is_logged(synt
     parts = Trainer(model, cfg, data).compute_loss(pixels, ids, mask)
     expected = parts["contrastive"] + 0.5 * parts["grounding"]
     assert torch.allclose(parts["total"], expected)
+
+
+def test_build_model_zeroes_words_present_in_almost_every_caption(synthetic) -> None:
+    from stair_es.training.recipes import ModelSize, build_model
+
+    size = ModelSize(image_size=32, patch_size=8, hidden_size=32, layers=1, heads=2)
+    model = build_model(synthetic["train"], size)
+    vocab = model.tokenizer.get_vocab()
+    assert "background" in model.config.stop_words and vocab["background"] in model.config.zeroed_token_ids
+    assert vocab["red"] not in model.config.zeroed_token_ids and model.config.vocab_size >= 1000
+    kept = build_model(synthetic["train"], ModelSize(**{**size.__dict__, "max_caption_frequency": None}))
+    assert kept.tokenizer.get_vocab()["background"] not in kept.config.zeroed_token_ids

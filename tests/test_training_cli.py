@@ -74,3 +74,16 @@ def test_train_single_stage_custom_and_errors(tmp_path) -> None:
         main, ["train", "--data", data, "--output", str(tmp_path / "y"), "--stage", "dense-to-sparse"]
     )
     assert d2s.exit_code == 2 and "pretrained towers" in d2s.output
+
+
+def test_preset_without_data_generates_its_synthetic_set(tmp_path) -> None:
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(
+        main, ["train", "--preset", "tiny", "--output", str(tmp_path / "m"), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "data" / "train.jsonl").is_file() and (
+        tmp_path / "m" / "data" / "test.jsonl"
+    ).is_file()
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert record["reproduce"].startswith("stair-es train --preset tiny") and record["eval_pairs"] == 12

@@ -42,7 +42,7 @@ SHAPES: dict[str, str] = {
     "star": "stars",
     "cross": "crosses",
 }
-SIZES: dict[str, float] = {"small": 0.1, "big": 0.17}  # radius as a fraction of the image side
+SIZES: dict[str, float] = {"small": 0.09, "big": 0.14}  # radius as a fraction of the image side
 COUNTS: dict[int, str] = {1: "one", 2: "two", 3: "three"}
 # Region (x0, y0, x1, y1) in unit coordinates where a group's object centres may fall.
 POSITIONS: dict[str, tuple[float, float, float, float]] = {

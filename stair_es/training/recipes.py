@@ -22,6 +22,7 @@ import torch
 from stair_es.data.images import default_preprocessor_config
 from stair_es.data.readers import CaptionedImage
 from stair_es.data.synthetic import SyntheticConfig
+from stair_es.errors import UsageError
 from stair_es.model.config import StairConfig
 from stair_es.model.modeling import StairModel
 from stair_es.model.tokenizer import DEFAULT_STOP_WORDS, build_wordpiece_tokenizer, zeroed_token_ids
@@ -35,14 +36,17 @@ STAGE_SPLIT = {"1": 0.4, "2": 0.2, "3": 0.4}  # fraction of the total steps per 
 class ModelSize:
     """Fresh-init tower sizes (ignored for towers loaded from checkpoints)."""
 
-    image_size: int = 48
-    patch_size: int = 12
+    image_size: int = 64
+    patch_size: int = 16
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
     max_text_length: int = 32
     vocab_size: int | None = None  # None: every word of the data + the English list
     temperature_init: float = 1.0  # score = dot / temperature (learned)
+    # Words in at least this share of training captions are zeroed like stop words: they carry no
+    # retrieval signal and would be the longest posting lists (e.g. "background" in the synthetic set).
+    max_caption_frequency: float | None = 0.9
 
 
 @dataclass
@@ -118,7 +122,8 @@ def tiny_recipe(total_steps: int = 6, seed: int = 0) -> Recipe:
     """Seconds: for tests and smoke runs, not for quality."""
     base = TrainConfig(batch_size=8, lr=1e-3, log_every=2, seed=seed)
     size = ModelSize(image_size=32, patch_size=8, hidden_size=32, layers=1, heads=2, max_text_length=24)
-    return Recipe("tiny", "smoke-test recipe", size, three_stage(total_steps, base))
+    synthetic = SyntheticConfig(num_images=48, seed=seed, image_size=32, test_fraction=0.25)
+    return Recipe("tiny", "smoke-test recipe", size, three_stage(total_steps, base), synthetic)
 
 
 PRESETS: dict[str, Callable[..., Recipe]] = {"demo": demo_recipe, "tiny": tiny_recipe}
@@ -143,19 +148,33 @@ def build_model(
         )  # fmt: skip
         return model_from_towers(vision_checkpoint, text_checkpoint, texts, base, size.max_text_length)
     tokenizer = build_wordpiece_tokenizer(texts, size.vocab_size, max_length=size.max_text_length)
+    stop_words = list(DEFAULT_STOP_WORDS) + frequent_words(texts, tokenizer, size.max_caption_frequency)
     config = StairConfig.small(
         tokenizer.get_vocab_size(),
-        zeroed_token_ids(tokenizer, DEFAULT_STOP_WORDS),
+        zeroed_token_ids(tokenizer, stop_words),
         image_size=size.image_size,
         patch_size=size.patch_size,
         hidden_size=size.hidden_size,
         layers=size.layers,
         heads=size.heads,
         max_text_length=size.max_text_length,
-        stop_words=list(DEFAULT_STOP_WORDS),
+        stop_words=stop_words,
         temperature_init=size.temperature_init,
     )
     return StairModel(config, tokenizer, default_preprocessor_config(size.image_size, size.max_text_length))
+
+
+def frequent_words(texts: Sequence[str], tokenizer: Any, max_share: float | None) -> list[str]:
+    """Whole-word tokens present in at least ``max_share`` of the texts (none when None or no texts)."""
+    if not max_share or not texts:
+        return []
+    counts: dict[str, int] = {}
+    for encoding in tokenizer.encode_batch(list(texts)):
+        for token in set(encoding.tokens):
+            counts[token] = counts.get(token, 0) + 1
+    specials = {"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"}
+    limit = max_share * len(texts)
+    return sorted(t for t, n in counts.items() if n >= limit and t not in specials and not t.startswith("##"))
 
 
 def run_stages(
@@ -231,7 +250,7 @@ def train_preset(
     data = Path(data_dir) if data_dir else Path(output_dir) / "data"
     if not (data / "train.jsonl").is_file():
         if recipe.synthetic is None:
-            raise ValueError(f"preset {preset!r} has no synthetic data recipe; pass data_dir")
+            raise UsageError(f"preset {preset!r} has no synthetic data recipe; pass --data")
         generate_synthetic(data, recipe.synthetic)
     train_pairs = read_jsonl(data / "train.jsonl")
     eval_pairs = read_jsonl(data / "test.jsonl") if (data / "test.jsonl").is_file() else None
