@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--clip-grid",
-        default="1e-3:0.07:0,2e-3:0.07:0,1e-3:0.03:0,1e-3:0.07:0.5",
+        default="1e-3:0.07:0,2e-3:0.07:0,1e-3:0.03:0,1e-3:0.015:0,1e-3:0.07:0.5",
         help="CLIP baseline candidates lr:temperature_init[:hard_negative_fraction], picked on the val split",
     )
     p.add_argument(
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
                 {
                     "lr": lr,
                     "temperature_init": temperature,
+                    "hard_negatives": hard,
                     "val": val_metrics,
                     "score": score,
                     "model": clip,
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "lr": s.lr,
                     "flops_image": s.flops_image,
                     "flops_text": s.flops_text,
+                    "stage1_text": s.stage1_text,
+                    "grounding_weight": s.grounding_weight,
                 }
                 for s in stages
             ],  # fmt: skip
