@@ -63,9 +63,11 @@ def _run(args: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
     "--images", "num_images", type=int, default=240, show_default=True, help="Size of the sample collection."
 )
 @click.option(
-    "--steps", type=int, default=None, help="Training steps for the demo model [default: the preset's]."
+    "--rebuild-model",
+    is_flag=True,
+    help="Train and export the demo model here instead of using the shipped one (needs torch).",
 )
-@click.option("--rebuild-model", is_flag=True, help="Train the demo model again even if one is cached.")
+@click.option("--steps", type=int, default=None, help="Training steps for --rebuild-model [default: 1000].")
 def demo(
     port: int,
     url: str | None,
@@ -97,8 +99,8 @@ def demo(
 
         label = Manifest.read(model_path).exporter.get("demo", {})
         click.secho(label.get("label", "demo model"), fg="yellow")
-        if label.get("reproduce"):
-            click.echo(f"rebuild it with: {label['reproduce']}")
+        for command in label.get("reproduce", []):
+            click.echo(f"  built with: {command}")
     click.echo(f"model: {model_path}")
 
     _step(3, total, "sample collection")

@@ -9,7 +9,7 @@ ROOT="$(pwd)"
 VENV="${STAIR_ES_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
-setup() {  # $1: pip extras
+setup() {  # $1: pip extras ("" for the runtime only)
   if [ ! -x "$VENV/bin/python" ]; then
     echo "== creating virtual environment $VENV"
     "$PY" -m venv "$VENV"
@@ -17,8 +17,13 @@ setup() {  # $1: pip extras
   # shellcheck disable=SC1091
   . "$VENV/bin/activate"
   python -m pip install -q --upgrade pip
-  echo "== installing stair-es[$1] (first time: torch is large, a few minutes)"
-  python -m pip install -q -e ".[$1]"
+  if [ -n "$1" ]; then
+    echo "== installing stair-es[$1] (first time: torch is large, a few minutes)"
+    python -m pip install -q -e ".[$1]"
+  else
+    echo "== installing stair-es (runtime only: onnxruntime, engine clients; no torch)"
+    python -m pip install -q -e .
+  fi
   if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ] && [ ! -d /usr/lib/jvm ]; then
     echo "error: Java 17+ is needed for the local engine (e.g. apt-get install openjdk-17-jre-headless)" >&2
     exit 4
@@ -28,7 +33,7 @@ setup() {  # $1: pip extras
 case "${1:-}" in
   demo)
     shift
-    setup "train"
+    setup ""
     exec stair-es demo "$@"
     ;;
   test)

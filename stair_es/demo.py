@@ -1,8 +1,10 @@
 """The one-command demo's building blocks: where the demo model lives, and how it is made.
 
 No model hub is reachable, so the demo model is one this project produces reproducibly: trained
-by the ``demo`` preset on the seeded synthetic captioned set, exported to ONNX, and labelled as a
-demo model in its manifest. It is cached, so only the first demo run trains.
+by the ``demo`` preset on the seeded synthetic captioned set (``stair-es train --preset demo``),
+exported to ONNX, and labelled as a demo model in its manifest, which records the exact commands.
+The exported graphs ship in the package (``stair_es/assets/demo-model``, about 8 MB), so the demo
+needs neither torch nor a training run; ``--rebuild-model`` trains and exports it again locally.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ def demo_root() -> Path:
     return cache_root() / "demo"
 
 
+def shipped_demo_model() -> Path:
+    """The demo model exported by the project and shipped with the package."""
+    return Path(__file__).resolve().parent / "assets" / "demo-model"
+
+
 def demo_model_dir() -> Path:
-    """Exported (ONNX) demo model folder."""
-    return demo_root() / "models" / DEMO_MODEL_NAME
+    """The demo model to use: one rebuilt locally (``--rebuild-model``) wins over the shipped one."""
+    rebuilt = demo_root() / "models" / DEMO_MODEL_NAME
+    if (rebuilt / "manifest.json").is_file() or not (shipped_demo_model() / "manifest.json").is_file():
+        return rebuilt
+    return shipped_demo_model()
 
 
 def demo_train_dir() -> Path:
@@ -28,32 +38,54 @@ def demo_train_dir() -> Path:
     return demo_root() / "train"
 
 
-def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False) -> Path:
-    """The exported demo model, trained and exported on first use (needs the train extra).
+DEMO_STEPS = 1000
+DEMO_LABEL = "DEMO MODEL: trained on synthetic coloured shapes only; not for real photos"
 
-    Reproducible: the ``demo`` preset with seed 0 on the seeded synthetic set; the manifest's
-    ``exporter.demo`` records that it is a demo model and the command that rebuilds it.
-    """
+
+def label_demo_model(model_dir: Path, train_dir: Path, steps: int) -> None:
+    """Mark an exported model as the demo model and record the commands that rebuild it."""
     import json
-    import shutil
+
+    from stair_es.runtime import Manifest
+
+    record = json.loads((train_dir / "training.json").read_text())
+    manifest = Manifest.read(model_dir)
+    manifest.exporter["demo"] = {
+        "label": DEMO_LABEL,
+        "reproduce": [
+            f"stair-es train --preset demo --seed 0 --steps {steps} --output TRAIN_DIR",
+            f"stair-es export TRAIN_DIR OUT_DIR --model-id {DEMO_MODEL_NAME}",
+        ],
+        "final_metrics": record.get("final_metrics"),
+        "torch": record.get("torch"),
+        "train_seconds": record.get("total_seconds"),
+    }
+    manifest.write()
+    (model_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False) -> Path:
+    """The demo model: the shipped (or an earlier rebuilt) one, else train and export it locally.
+
+    Rebuilding runs what the manifest's ``exporter.demo.reproduce`` says (the ``demo`` preset with
+    seed 0 on the seeded synthetic set) and needs the train extra (torch).
+    """
     import time
 
     from stair_es.errors import require
-    from stair_es.runtime import Manifest
 
-    out = demo_model_dir()
-    if (out / "manifest.json").is_file() and not rebuild:
-        return out
-    require("torch", "train", "building the demo model")
+    if not rebuild and (demo_model_dir() / "manifest.json").is_file():
+        return demo_model_dir()
+    require("torch", "train", "rebuilding the demo model")
     from stair_es.export import export_model
     from stair_es.training.recipes import train_preset
 
-    train_dir = demo_train_dir()
-    if rebuild and train_dir.exists():
-        shutil.rmtree(train_dir)
+    steps = steps or DEMO_STEPS
+    out = demo_root() / "models" / DEMO_MODEL_NAME
+    train_dir = demo_train_dir() / f"steps-{steps}"
     t0 = time.perf_counter()
-    log("training the demo model (first run only; a few minutes on a 2-core CPU) ...")
-    record = train_preset(
+    log(f"training the demo model ({steps} steps; resumable) ...")
+    train_preset(
         "demo",
         train_dir,
         data_dir=demo_root() / "train-data",
@@ -63,15 +95,8 @@ def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False
         resume=True,
     )
     log(f"trained in {time.perf_counter() - t0:.0f}s; exporting to ONNX ...")
-    manifest = export_model(train_dir, out, int8=True, model_id=DEMO_MODEL_NAME, overwrite=True, log=log)
-    manifest = Manifest.read(out)
-    manifest.exporter["demo"] = {
-        "label": "DEMO MODEL: trained on synthetic coloured shapes only; not for real photos",
-        "reproduce": record.get("reproduce"),
-        "final_metrics": record.get("final_metrics"),
-    }
-    manifest.write()
-    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    export_model(train_dir, out, model_id=DEMO_MODEL_NAME, overwrite=True, log=log)
+    label_demo_model(out, train_dir, steps)
     return out
 
 

@@ -1,0 +1,50 @@
+"""`stair-es demo` end to end on the real engine, with the tiny model standing in for the demo model
+(the shipped demo model is exercised by the README command; this test checks the flow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stair_es_cli.main import main
+
+
+@pytest.fixture()
+def demo_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STAIR_ES_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_demo_indexes_reports_broken_files_and_searches(
+    engine_url: str, tiny_onnx_model: Path, demo_cache: Path
+):
+    from stair_es.demo import DEMO_INDEX, DEMO_TEXT_QUERIES
+    from stair_es.engine import connect
+
+    args = ["demo", "--url", engine_url, "--model", str(tiny_onnx_model), "--images", "12"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "12 indexed" in out and "2 failed" in out, out
+    for query in DEMO_TEXT_QUERIES:
+        assert f"stair-es search '{query}'" in out
+    failures = [
+        json.loads(line) for line in (demo_cache / "demo" / "failures.jsonl").read_text().splitlines()
+    ]
+    assert sorted(Path(f["path"]).name for f in failures) == [
+        "broken-truncated.jpg",
+        "not-really-an-image.png",
+    ]
+    backend = connect(urls=engine_url)
+    backend.refresh(DEMO_INDEX)
+    assert backend.count(DEMO_INDEX) == 12
+
+    # a second run is idempotent: nothing new is indexed, the count stays
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "0 indexed, 12 skipped" in again.output
+    assert backend.count(DEMO_INDEX) == 12
+    backend.delete_index(DEMO_INDEX)
