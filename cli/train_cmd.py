@@ -178,5 +178,22 @@ def train(**opts: object) -> None:
 
     torch.set_num_threads(int(opts["threads"] or auto_threads()))  # type: ignore[call-overload]
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
-    record = run_train_command(opts, log)
+    record = run_train_command({**opts, "command": _command_line(click.get_current_context())}, log)
     click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as a person would retype it: every option that differs from its default."""
+    import shlex
+
+    parts = ["stair-es", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or value is None or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(flag if value else (param.secondary_opts or [flag])[0])
+        else:
+            parts.extend([flag, str(value)])
+    return shlex.join(parts)

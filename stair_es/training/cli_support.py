@@ -20,7 +20,16 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
     """Validate, read data, build or load the model, run the stages; returns the training record."""
     output = Path(opts["output"])
     if opts["preset"] and opts["data"] is None:
-        return train_preset(opts["preset"], output, None, opts["steps"], opts["seed"], log, opts["resume"])
+        return train_preset(
+            opts["preset"],
+            output,
+            None,
+            opts["steps"],
+            opts["seed"],
+            log,
+            opts["resume"],
+            opts.get("command"),
+        )
     if opts["data"] is None:
         raise UsageError("--data is required (or use --preset demo to train on the synthetic set)")
     if opts["stage"] == "dense-to-sparse" and not (
@@ -86,6 +95,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             train_pairs, size, opts["seed"], opts["vision_checkpoint"], opts["text_checkpoint"]
         )
     metadata = {
+        "command": opts.get("command"),
         "recipe": opts["preset"] or f"custom-stage-{opts['stage']}",
         "model_size": asdict(size),
         "seed": opts["seed"],

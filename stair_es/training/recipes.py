@@ -220,7 +220,7 @@ def run_stages(
         "final_metrics": results[-1]["metrics"] if results else {},
         "train_pairs": len(train_data),
         "eval_pairs": len(eval_data) if eval_data else 0,
-        "command": " ".join(sys.argv),
+        "command": (metadata or {}).get("command") or " ".join(sys.argv),
         "total_seconds": round(time.perf_counter() - started, 1),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -238,6 +238,7 @@ def train_preset(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     resume: bool = False,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Generate the preset's synthetic set (if ``data_dir`` lacks it) and train; what the demo calls.
 
@@ -256,6 +257,7 @@ def train_preset(
     eval_pairs = read_jsonl(data / "test.jsonl") if (data / "test.jsonl").is_file() else None
     model = build_model(train_pairs, recipe.size, seed)
     metadata = {
+        "command": command,
         "recipe": recipe.name,
         "description": recipe.description,
         "model_size": asdict(recipe.size),
