@@ -86,7 +86,7 @@ def make_synthetic(
     type=click.Choice(STAGE_CHOICES),
     default="all",
     show_default=True,
-    help="'all' runs stages 1->2->3 (40/20/40 of --steps); or one mode.",
+    help="'all' runs stages 1->2->3 (30/20/50 of --steps); or one mode.",
 )
 @click.option(
     "--steps", type=int, default=None, help="Optimizer steps (total for --stage all).  [default: 500]"

@@ -29,7 +29,9 @@ from stair_es.model.tokenizer import DEFAULT_STOP_WORDS, build_wordpiece_tokeniz
 from stair_es.training.batches import load_pairs
 from stair_es.training.trainer import TrainConfig, Trainer
 
-STAGE_SPLIT = {"1": 0.4, "2": 0.2, "3": 0.4}  # fraction of the total steps per stage (paper digest §11)
+# Fraction of the total steps per stage. The digest's first guess was 40/20/40; on the synthetic set
+# (1000 steps, chosen on the validation split) 30/20/50 gave val R@1 0.60/0.62 against 0.54/0.57.
+STAGE_SPLIT = {"1": 0.3, "2": 0.2, "3": 0.5}
 
 
 @dataclass
@@ -75,7 +77,7 @@ def auto_threads() -> int:
 def three_stage(
     total_steps: int, base: TrainConfig, lrs: dict[str, float] | None = None
 ) -> list[TrainConfig]:
-    """Split ``total_steps`` 40/20/40 over stages 1-3. The FLOPs ramp runs once, in stage 1; later
+    """Split ``total_steps`` over stages 1-3 by ``STAGE_SPLIT``. The FLOPs ramp runs once, in stage 1; later
     stages start from an already-sparse model and keep the weights at full strength."""
     stages = []
     for stage, fraction in STAGE_SPLIT.items():
