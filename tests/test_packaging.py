@@ -20,3 +20,10 @@ def test_every_stair_es_subpackage_is_listed() -> None:
     }
     missing = found - listed
     assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """pytest (default import mode) cannot collect two test modules with one basename."""
+    names = [p.name for d in ("tests", "integration_tests") for p in (ROOT / d).glob("test_*.py")]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"rename one of each: {duplicates}"
