@@ -89,8 +89,9 @@ def test_missing_graph_and_missing_model(isolated: Path, tiny_onnx_model: Path) 
     )
     found = checks(doctor("--model", str(isolated / "nope"), "--json").stdout)
     assert found["model"]["status"] == FAIL and "stair-es export" in found["model"]["hint"]
-    found = checks(doctor("--json").stdout)  # no --model, no demo model built
-    assert found["model"]["status"] == WARN and "stair-es demo" in found["model"]["hint"]
+    found = checks(doctor("--json").stdout)  # no --model: the demo model shipped with the package
+    assert found["model"]["status"] == WARN and "stair-demo-synthetic" in found["model"]["detail"]
+    assert "pass --model" in found["model"]["hint"]
 
 
 def test_report_survives_a_crashing_check_and_renders_one_line_each() -> None:
