@@ -189,11 +189,12 @@ def _command_line(ctx: click.Context) -> str:
     parts = ["stair-es", ctx.info_name or "train"]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
-        if not isinstance(param, click.Option) or value is None or value == param.default:
+        if not isinstance(param, click.Option) or value is None or value == param.get_default(ctx):
             continue
         flag = max(param.opts, key=len)
         if param.is_flag:
-            parts.append(flag if value else (param.secondary_opts or [flag])[0])
+            if value or param.secondary_opts:
+                parts.append(flag if value else param.secondary_opts[0])
         else:
             parts.extend([flag, str(value)])
     return shlex.join(parts)

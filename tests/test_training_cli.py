@@ -49,7 +49,7 @@ def test_train_tiny_preset_writes_a_loadable_model(tmp_path) -> None:
     record = json.loads((tmp_path / "m" / "training.json").read_text())
     assert [s["config"]["stage"] for s in record["stages"]] == ["1", "2", "3"]
     assert record["recipe"] == "tiny" and record["command"].startswith("stair-es train --data ")
-    assert "--preset tiny" in record["command"]
+    assert "--preset tiny" in record["command"] and "--resume" not in record["command"]
     model = StairModel.from_pretrained(tmp_path / "m")
     assert model.config.vocab_size >= 1000
     # a resumed run with every stage finished only reloads and re-saves
