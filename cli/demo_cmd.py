@@ -137,4 +137,4 @@ def demo(
     click.echo(f'(query image {sample.name}: "{caption}")')
     _run(["search", "--image", str(sample), "--index", DEMO_INDEX, "--model", str(model_path), "-k", "3"])
     click.secho(f"\ndemo finished in {time.perf_counter() - started:.0f}s", bold=True)
-    click.echo(f'try: stair-es search "green stars" --index {DEMO_INDEX} --explain')
+    click.echo(f'try: stair-es search "pink crosses" --index {DEMO_INDEX} --explain')
