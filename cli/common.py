@@ -161,3 +161,19 @@ def precision_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         envvar="STAIR_ES_PRECISION",
         help="Graph variant: auto = fp16 on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
     )
+
+
+# Mirrors stair_es.runtime.images.DEFAULT_MAX_PIXELS without importing Pillow at --help time
+# (tests/test_cli_main.py checks that the two agree).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+def max_image_pixels_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--max-image-pixels: the decompression-bomb guard of the image decoder."""
+    return click.option(
+        "--max-image-pixels",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        show_default=True,
+        help="Refuse images with more pixels (decompression-bomb guard).",
+    )

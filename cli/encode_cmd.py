@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import click
 
-from stair_es_cli.common import model_option, precision_option, provider_option
+from stair_es_cli.common import max_image_pixels_option, model_option, precision_option, provider_option
 
 
 @click.command()
@@ -44,13 +44,7 @@ from stair_es_cli.common import model_option, precision_option, provider_option
     "--workers", type=click.IntRange(min=1), default=None, help="Image decode threads [default: cores]."
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime intra-op threads.")
-@click.option(
-    "--max-image-pixels",
-    type=click.IntRange(min=1),
-    default=89_478_485,
-    show_default=True,
-    help="Refuse images with more pixels (decompression-bomb guard).",
-)
+@max_image_pixels_option()
 @click.option("--escape", is_flag=True, help="Print feature names escaped as stored in rank_features.")
 @click.option("--digits", type=click.IntRange(0, 9), default=None, help="Round weights to this many digits.")
 @click.option(

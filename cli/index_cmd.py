@@ -19,6 +19,7 @@ from stair_es_cli.common import (
     connection_options,
     echo_err,
     load_runtime_encoder,
+    max_image_pixels_option,
     model_option,
     precision_option,
     provider_option,
@@ -126,13 +127,7 @@ def index() -> None:
     default=None,
     help="Image decode threads [default: cores, max 8].",
 )
-@click.option(
-    "--max-image-pixels",
-    type=click.IntRange(min=1),
-    default=89_478_485,
-    show_default=True,
-    help="Refuse images with more pixels (decompression-bomb guard).",
-)
+@max_image_pixels_option()
 def images(paths: tuple[Path, ...], **kw: Any) -> None:
     """Index images from folders (recursive), image files, or .jsonl/.csv manifests.
 

@@ -53,3 +53,10 @@ def test_engine_status_without_nodes(tmp_path, monkeypatch) -> None:
     result = CliRunner().invoke(main, ["engine", "status"])
     assert result.exit_code == 0
     assert "no local node" in result.output
+
+
+def test_cli_bomb_guard_default_matches_the_runtime() -> None:
+    from stair_es.runtime.images import DEFAULT_MAX_PIXELS
+    from stair_es_cli.common import DEFAULT_MAX_IMAGE_PIXELS
+
+    assert DEFAULT_MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
