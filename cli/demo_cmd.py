@@ -24,8 +24,9 @@ def _run(args: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
 
     click.secho("$ stair-es " + " ".join(shlex.quote(a) for a in args), fg="cyan")
     try:
-        main.main(args=args, prog_name="stair-es", standalone_mode=False)
-        code = 0
+        # without standalone mode click *returns* the exit code of ctx.exit() instead of raising
+        returned = main.main(args=args, prog_name="stair-es", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
     except SystemExit as exc:
         code = int(exc.code or 0)
     except click.exceptions.Exit as exc:
@@ -35,6 +36,30 @@ def _run(args: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
 
         raise StairError(f"demo step failed: stair-es {' '.join(args)} exited with {code}")
     return code
+
+
+def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
+    """True when the demo's own index holds another model's tokens (e.g. after ``--model``).
+
+    The demo owns this index, so it is rebuilt instead of failing on the model mismatch that
+    protects user indexes; the message says so.
+    """
+    from stair_es.engine import connect
+    from stair_es.runtime import Manifest
+
+    backend = connect(urls=url)
+    if not backend.index_exists(index):
+        return False
+    manifest = Manifest.read(model_path)
+    meta = backend.index_meta(index)
+    if meta.model.model_id == manifest.model_id and meta.model.vocab_hash == manifest.vocab_hash:
+        return False
+    click.secho(
+        f"index '{index}' holds tokens of model '{meta.model.model_id}', not '{manifest.model_id}': "
+        "recreating it (the demo owns this index)",
+        fg="yellow",
+    )
+    return True
 
 
 @click.command()
@@ -111,6 +136,7 @@ def demo(
 
     _step(4, total, "index the images (broken files are reported, the rest is indexed)")
     failures = demo_root() / "failures.jsonl"
+    recreate = _index_needs_rebuild(url, DEMO_INDEX, model_path)
     # exit code 0: all indexed or skipped; the broken files make it the "some failed" code
     _run(
         [
@@ -124,6 +150,7 @@ def demo(
             "--failures",
             str(failures),
             "--no-progress",
+            *(["--recreate"] if recreate else []),
         ],
         ok_codes=(0, EXIT_SOME_FAILED),
     )

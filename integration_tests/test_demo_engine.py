@@ -22,29 +22,38 @@ def test_demo_indexes_reports_broken_files_and_searches(
     engine_url: str, tiny_onnx_model: Path, demo_cache: Path
 ):
     from stair_es.demo import DEMO_INDEX, DEMO_TEXT_QUERIES
-    from stair_es.engine import connect
+    from stair_es.engine import ModelMeta, connect
 
-    args = ["demo", "--url", engine_url, "--model", str(tiny_onnx_model), "--images", "12"]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    out = result.output
-    assert "12 indexed" in out and "2 failed" in out, out
-    for query in DEMO_TEXT_QUERIES:
-        assert f"stair-es search '{query}'" in out
-    failures = [
-        json.loads(line) for line in (demo_cache / "demo" / "failures.jsonl").read_text().splitlines()
-    ]
-    assert sorted(Path(f["path"]).name for f in failures) == [
-        "broken-truncated.jpg",
-        "not-really-an-image.png",
-    ]
     backend = connect(urls=engine_url)
-    backend.refresh(DEMO_INDEX)
-    assert backend.count(DEMO_INDEX) == 12
-
-    # a second run is idempotent: nothing new is indexed, the count stays
-    again = CliRunner().invoke(main, args)
-    assert again.exit_code == 0, again.output
-    assert "0 indexed, 12 skipped" in again.output
-    assert backend.count(DEMO_INDEX) == 12
+    # a demo index left by another model (an earlier run with the demo model, say): the demo owns
+    # this index and rebuilds it instead of stopping at the model mismatch
     backend.delete_index(DEMO_INDEX)
+    backend.create_index(DEMO_INDEX, ModelMeta("some-other-model", "0" * 16))
+    try:
+        args = ["demo", "--url", engine_url, "--model", str(tiny_onnx_model), "--images", "12"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        out = result.output
+        assert "holds tokens of model 'some-other-model'" in out and "recreating it" in out, out
+        assert "12 indexed" in out and "2 failed" in out, out
+        assert "error:" not in out, out
+        for query in DEMO_TEXT_QUERIES:
+            assert f"stair-es search '{query}'" in out
+        failures = [
+            json.loads(line) for line in (demo_cache / "demo" / "failures.jsonl").read_text().splitlines()
+        ]
+        assert sorted(Path(f["path"]).name for f in failures) == [
+            "broken-truncated.jpg",
+            "not-really-an-image.png",
+        ]
+        backend.refresh(DEMO_INDEX)
+        assert backend.count(DEMO_INDEX) == 12
+
+        # a second run is idempotent: nothing new is indexed, the count stays
+        again = CliRunner().invoke(main, args)
+        assert again.exit_code == 0, again.output
+        assert "recreating" not in again.output
+        assert "0 indexed, 12 skipped" in again.output
+        assert backend.count(DEMO_INDEX) == 12
+    finally:
+        backend.delete_index(DEMO_INDEX)

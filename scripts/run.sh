@@ -51,9 +51,12 @@ case "${1:-}" in
     # the same integration tests run on a local OpenSearch node and a local Elasticsearch node
     OS_PORT="${STAIR_ES_TEST_PORT:-9250}"
     ES_PORT="${STAIR_ES_TEST_ES_PORT:-9260}"
-    trap 'stair-es engine down --port "$OS_PORT" || true; stair-es engine down --port "$ES_PORT" || true' EXIT
-    stair-es engine up --port "$OS_PORT"
-    stair-es engine up --engine elasticsearch --port "$ES_PORT"
+    # fresh data folders: tests never see indexes left by an earlier run (the engine binaries stay cached)
+    DATA="$(mktemp -d "${TMPDIR:-/tmp}/stair-es-test-data.XXXXXX")"
+    chmod 755 "$DATA"  # the node may run as the unprivileged stair-es user
+    trap 'stair-es engine down --port "$OS_PORT" || true; stair-es engine down --port "$ES_PORT" || true; rm -rf "$DATA"' EXIT
+    stair-es engine up --port "$OS_PORT" --data-dir "$DATA/opensearch"
+    stair-es engine up --engine elasticsearch --port "$ES_PORT" --data-dir "$DATA/elasticsearch"
     echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"

@@ -51,3 +51,13 @@ def test_demo_model_grounds_colours_in_words(tmp_path: Path) -> None:
 
     hits = [all(w in top for w in caption.split() if w in COLOURS) for caption, top in rows]
     assert sum(hits) / len(hits) >= 0.75, json.dumps(rows, indent=1)
+
+
+def test_demo_step_failure_stops_the_demo(tmp_path: Path) -> None:
+    """A failing step (here: a missing model, exit code 5) must not be reported as a finished demo."""
+    from stair_es.errors import StairError
+    from stair_es_cli.demo_cmd import _run
+
+    with pytest.raises(StairError, match="exited with 5"):
+        _run(["encode", "--model", str(tmp_path / "no-model"), "--text", "red circle"])
+    assert _run(["encode", "--help"]) == 0

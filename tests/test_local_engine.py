@@ -91,3 +91,28 @@ def test_elasticsearch_7_17_is_assembled_from_maven_and_newer_is_refused() -> No
     assert "elasticsearch.version=" in dist.descriptor(dist.modules[0])
     with pytest.raises(UsageError, match="no mapper-extras"):
         get_distribution("elasticsearch", "8.19.21")
+
+
+def test_running_node_on_another_data_dir_is_not_silently_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI starts nodes on fresh data dirs; a node left running on old data must be refused, not reused."""
+    import json
+
+    from stair_es.local import node
+
+    monkeypatch.setattr(node, "pid_alive", lambda pid, home=None: True)
+    dist = get_distribution("opensearch")
+    instance = tmp_path / "instances" / f"opensearch-{9299}"
+    instance.mkdir(parents=True)
+    state = {
+        "engine": "opensearch", "version": dist.version, "port": 9299, "transport_port": 9399, "pid": 1,
+        "url": "http://127.0.0.1:9299", "home": "h", "instance_dir": str(instance),
+        "data_dir": str(tmp_path / "old-data"), "log_file": "l", "java_home": "j", "started_at": 0.0,
+    }  # fmt: skip
+    (instance / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ProvisionError, match="already runs a node on data dir .*old-data"):
+        node.start(port=9299, data_dir=tmp_path / "new-data", root=tmp_path, log=lambda m: None)
+    same = node.start(port=9299, data_dir=tmp_path / "old-data", root=tmp_path, log=lambda m: None)
+    assert same.pid == 1
+    assert node.start(port=9299, root=tmp_path, log=lambda m: None).pid == 1

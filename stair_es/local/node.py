@@ -265,6 +265,11 @@ def start(
                 f"port {port} already runs {existing.engine} {existing.version}; "
                 f"stop it first: stair-es engine down --port {port}"
             )
+        if data_dir and Path(existing.data_dir) != Path(data_dir).expanduser().resolve():
+            raise ProvisionError(
+                f"port {port} already runs a node on data dir {existing.data_dir}, not {data_dir}; "
+                f"stop it first: stair-es engine down --port {port}"
+            )
         log(f"{existing.engine} {existing.version} already running at {existing.url} (pid {existing.pid})")
         return existing
     if _port_in_use(port):
