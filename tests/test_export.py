@@ -173,3 +173,11 @@ def test_cli_export_then_encode(model_dir: Path, tmp_path: Path) -> None:
     assert [r["id"] for r in rows] == ["q1", "text-1"] and all(len(r["tokens"]) == 3 for r in rows)
     empty = runner.invoke(main, ["encode", "--model", str(out)])
     assert empty.exit_code == 2 and "nothing to encode" in empty.output
+
+
+def test_conv_stem_model_exports_within_tolerance(tmp_path: Path) -> None:
+    """The demo recipe's early-convolution stem goes through the same export and parity gate."""
+    model_dir = save_tiny_model(tmp_path / "conv", vision_stem="conv")
+    manifest = export_model(model_dir, tmp_path / "onnx")
+    image = manifest.parity["fp32"]["image"]
+    assert image["passed"] and image["max_abs_diff"] < 1e-3

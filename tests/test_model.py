@@ -174,3 +174,35 @@ def test_towers_from_local_checkpoints(tmp_path) -> None:
     pixels = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(reloaded.encode_image(pixels), model.encode_image(pixels))
+
+
+def test_conv_stem_replaces_patchify_and_round_trips(tmp_path) -> None:
+    from stair_es.model.modeling import ConvStem
+    from stair_es.model.testing import tiny_model
+
+    conv = tiny_model(vision_stem="conv", patch_size=8)
+    stem = conv._vision_core().embeddings.patch_embedding
+    assert isinstance(stem, ConvStem)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in stem.body) == 4  # 3 stride-2 convs (8 = 2^3) + 1x1
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert stem(pixels).shape == (2, 32, 4, 4)  # the patchify output shape: [B, hidden, grid, grid]
+        reference = conv.encode_image(pixels)
+    conv.save_pretrained(tmp_path / "conv")
+    loaded = StairModel.from_pretrained(tmp_path / "conv")
+    assert loaded.config.vision_stem == "conv"
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(pixels), reference)
+
+
+def test_conv_stem_keeps_activation_scale_and_rejects_bad_patch_sizes() -> None:
+    from stair_es.errors import ModelError
+    from stair_es.model.modeling import ConvStem
+
+    torch.manual_seed(0)
+    out = ConvStem(3, 64, 16)(torch.randn(8, 3, 64, 64))
+    # torch's default conv init shrinks activations ~3x per layer (std ~0.02 after 5 layers);
+    # He init keeps them near the input's scale so they are not drowned by the position embeddings
+    assert 0.3 < float(out.std()) < 3.0
+    with pytest.raises(ModelError, match="power-of-two"):
+        ConvStem(3, 64, 12)

@@ -246,3 +246,41 @@ def test_build_model_zeroes_words_present_in_almost_every_caption(synthetic) -> 
     assert vocab["red"] not in model.config.zeroed_token_ids and model.config.vocab_size >= 1000
     kept = build_model(synthetic["train"], ModelSize(**{**size.__dict__, "max_caption_frequency": None}))
     assert kept.tokenizer.get_vocab()["background"] not in kept.config.zeroed_token_ids
+
+
+def test_token_tagging_loss_pushes_caption_words_up_and_others_down() -> None:
+    from stair_es.training.losses import token_tagging_loss
+
+    # image 0's caption has words 0 and 3, image 1's has word 1; word 2 is in no caption of the batch,
+    # word 3 is zeroed (a stop word): neither is trained by this loss
+    bag = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])
+    keep = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    logits = torch.zeros(2, 4, requires_grad=True)
+    token_tagging_loss(logits, bag, keep).backward()
+    grad = logits.grad
+    assert grad[0, 0] < 0 and grad[0, 1] > 0  # own word up; the other image's word down
+    assert grad[1, 1] < 0 and grad[1, 0] > 0
+    assert torch.all(grad[:, 2:] == 0)
+    # class-balanced per word: a word in 1 caption of 3 is pushed up there as hard as down elsewhere
+    bag3 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    logits3 = torch.zeros(3, 2, requires_grad=True)
+    token_tagging_loss(logits3, bag3, torch.ones(2)).backward()
+    word0 = logits3.grad[:, 0]
+    assert math.isclose(float(-word0[0]), float(word0[1] + word0[2]), rel_tol=1e-6)
+    confident = torch.tensor([[9.0, -9.0, 0.0, 0.0], [-9.0, 9.0, 0.0, 0.0]])
+    assert float(token_tagging_loss(confident, bag, keep)) < 1e-3
+    assert float(token_tagging_loss(torch.zeros(2, 4), bag, keep)) > 0.5
+
+
+def test_tagging_loss_trains_image_stages_only(synthetic) -> None:
+    model = _model()
+    data = _data(model, synthetic["train"][:16])
+    pixels, ids, mask = data.select(range(8))
+    for stage, expected in (("1", True), ("2", False), ("3", True)):
+        cfg = TrainConfig(stage=stage, steps=1, batch_size=8, tag_weight=0.5, flops_image=0.0, flops_text=0.0)
+        parts = Trainer(model, cfg, data).compute_loss(pixels, ids, mask)
+        assert ("tagging" in parts) is expected, stage
+        if expected:
+            assert torch.allclose(parts["total"], parts["contrastive"] + 0.5 * parts["tagging"])
+    with pytest.raises(Exception, match="tagging weights"):
+        TrainConfig(tag_weight=-1.0).validate()

@@ -30,6 +30,7 @@ class StairConfig:
     temperature_init: float = 1.0  # score = dot / temperature; temperature is learned
     temperature_min: float = 0.01
     pool_mask_value: float = -1e4  # fp16-safe "minus infinity" for padded text positions
+    vision_stem: str = "patch"  # "patch" (ViT/CLIP patchify conv) or "conv" (early-convolution stem)
     model_type: str = MODEL_TYPE
     config_version: int = CONFIG_VERSION
 
@@ -53,6 +54,7 @@ class StairConfig:
         max_text_length: int = 32,
         stop_words: list[str] | None = None,
         temperature_init: float = 1.0,
+        vision_stem: str = "patch",
     ) -> StairConfig:
         """A randomly initialised ViT + BERT-style pair of the given size (no checkpoint needed)."""
         text_hidden = text_hidden_size or hidden_size
@@ -87,6 +89,7 @@ class StairConfig:
             stop_words=list(stop_words or []),
             max_text_length=max_text_length,
             temperature_init=temperature_init,
+            vision_stem=vision_stem,
         )
 
     def to_dict(self) -> dict[str, Any]:

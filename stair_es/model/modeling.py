@@ -62,11 +62,59 @@ def caption_token_mask(
     return mask.scatter_(1, ids, 1.0)
 
 
+class ConvStem(nn.Module):
+    """Early convolutions in place of the ViT's patchify layer (Xiao et al., 2021, "Early Convolutions
+    Help Transformers See Better"): log2(patch) 3x3 stride-2 convs, then a 1x1 conv to the width.
+
+    Why: a patch-16 linear projection must learn edges and corners from scratch, and a small ViT
+    trained briefly never separates shapes (it sees colour at once). The stem gives the same
+    [B, hidden, grid, grid] output, so the transformer, its position embeddings and export are unchanged.
+    No normalisation layers: nothing with running statistics, so a frozen tower stays bit-identical.
+    """
+
+    def __init__(self, channels: int, hidden_size: int, patch_size: int) -> None:
+        super().__init__()
+        steps = int(math.log2(patch_size)) if patch_size > 1 else 0
+        if steps < 1 or 2**steps != patch_size:
+            raise ModelError(f"a conv stem needs a power-of-two patch size >= 2, got {patch_size}")
+        layers: list[nn.Module] = []
+        width_in = channels
+        for i in range(1, steps + 1):
+            width = max(16, hidden_size >> (steps - i))
+            layers += [nn.Conv2d(width_in, width, 3, stride=2, padding=1), nn.ReLU()]
+            width_in = width
+        layers.append(nn.Conv2d(width_in, hidden_size, 1))
+        self.body = nn.Sequential(*layers)
+        # He init keeps the activation scale through the stack; torch's default conv init shrinks it
+        # about 3x per layer, and the patch embeddings then drown under the position embeddings.
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        for conv in convs:
+            last = conv is convs[-1]
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="linear" if last else "relu")
+            nn.init.zeros_(conv.bias)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """transformers' CLIPVisionEmbeddings reads ``patch_embedding.weight.dtype``."""
+        return self.body[-1].weight
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.body(pixel_values)
+
+
 def build_towers(config: StairConfig) -> tuple[nn.Module, nn.Module]:
-    """Random-init CLIP ViT and BERT encoder from the config dicts."""
+    """Random-init CLIP ViT and BERT encoder from the config dicts (``vision_stem`` picks the patchify)."""
     from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
 
     vision = CLIPVisionModel(CLIPVisionConfig(**_clean(config.vision_config)))
+    if config.vision_stem == "conv":
+        core = getattr(vision, "vision_model", vision)
+        vc = config.vision_config
+        core.embeddings.patch_embedding = ConvStem(
+            int(vc.get("num_channels", 3)), int(vc["hidden_size"]), int(vc["patch_size"])
+        )
+    elif config.vision_stem != "patch":
+        raise ModelError(f"vision_stem must be 'patch' or 'conv', got {config.vision_stem!r}")
     text = BertModel(BertConfig(**_clean(config.text_config)), add_pooling_layer=False)
     return vision, text
 

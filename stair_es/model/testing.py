@@ -18,6 +18,7 @@ def tiny_model(
     layers: int = 1,
     max_text_length: int = 16,
     texts: list[str] | None = None,
+    vision_stem: str = "patch",
 ) -> StairModel:
     """A StairModel with random weights and a real WordPiece tokenizer (>= 1,000 tokens by default)."""
     import torch
@@ -38,6 +39,7 @@ def tiny_model(
         heads=2,
         max_text_length=max_text_length,
         stop_words=list(DEFAULT_STOP_WORDS),
+        vision_stem=vision_stem,
     )
     return StairModel(config, tokenizer).eval()
 

@@ -22,3 +22,23 @@ def quadratic_ramp(step: int, ramp_steps: int) -> float:
     if ramp_steps <= 0:
         return 1.0
     return min(1.0, (step / ramp_steps) ** 2)
+
+
+def token_tagging_loss(pooled_logits: torch.Tensor, bag: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Multi-label loss: each word of the batch's captions is a detector of "this word is in my caption".
+
+    ``pooled_logits`` [B, V] are the images' max-pooled logits (> 0 exactly when the token is active),
+    ``bag`` [B, V] is 1 on each caption's tokens. The candidates are the (kept) words of *any* caption
+    in the batch: the wrong shape word of one image is the right one of another, and pushing it down
+    is what teaches a detector to tell shapes apart (in-batch negatives, as in the contrastive loss).
+    Each detector is class-balanced (its positives and its negatives averaged apart): plain BCE would
+    switch rare words off (a word in 1 caption of 12 is "absent" 92% of the time), and an inactive
+    token is a dead ReLU the contrastive loss can no longer revive. Words in no caption of the batch
+    are left to the FLOPs regulariser.
+    """
+    candidates = bag.amax(dim=0) * keep  # [V]
+    positives = bag.sum(dim=0)  # [V] images whose caption has the word
+    negatives = bag.shape[0] - positives
+    up = (F.softplus(-pooled_logits) * bag).sum(dim=0) / positives.clamp(min=1.0)
+    down = (F.softplus(pooled_logits) * (1.0 - bag)).sum(dim=0) / negatives.clamp(min=1.0)
+    return ((up + down) * candidates).sum() / candidates.sum().clamp(min=1.0)

@@ -46,6 +46,7 @@ class ModelSize:
     max_text_length: int = 32
     vocab_size: int | None = None  # None: every word of the data + the English list
     temperature_init: float = 1.0  # score = dot / temperature (learned)
+    vision_stem: str = "patch"  # "conv": early-convolution stem (see stair_es.model.modeling.ConvStem)
     # Words in at least this share of training captions are zeroed like stop words: they carry no
     # retrieval signal and would be the longest posting lists (e.g. "background" in the synthetic set).
     max_caption_frequency: float | None = 0.9
@@ -162,6 +163,7 @@ def build_model(
         max_text_length=size.max_text_length,
         stop_words=stop_words,
         temperature_init=size.temperature_init,
+        vision_stem=size.vision_stem,
     )
     return StairModel(config, tokenizer, default_preprocessor_config(size.image_size, size.max_text_length))
 

@@ -32,9 +32,10 @@ from stair_es.errors import UsageError
 from stair_es.model.modeling import caption_token_mask
 from stair_es.training.batches import HardNegativeSampler, PairTensors, batch_indices
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
-from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp
+from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp, token_tagging_loss
 
 STAGES = ("1", "2", "3", "dense-to-sparse", "dense")
+TAGGING_STAGES = ("1", "3", "dense-to-sparse")  # the stages where the image token head learns
 STATE_FILE = "trainer_state.pt"
 
 
@@ -57,6 +58,10 @@ class TrainConfig:
     hard_negative_fraction: float = 0.0  # share of each batch drawn as near-duplicate captions
     stage1_text: str = "binary"  # stage 1 text vector: "binary" caption token bag, or "learned" (tower x bag)
     grounding_weight: float = 0.0  # stage 3 / d2s: extra contrastive loss of images vs caption bags
+    # stages 1, 3, d2s: per-token "is this word in the caption" loss on the image's pooled logits; it
+    # trains every word detector on every image, where the contrastive loss only rewards the words
+    # that separate the batch (colour does; shape, a harder visual cue, then never gets learned)
+    tag_weight: float = 0.0
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -74,8 +79,8 @@ class TrainConfig:
             raise UsageError("steps >= 1, batch size >= 2 and grad accumulation >= 1 are required")
         if self.stage1_text not in ("learned", "binary"):
             raise UsageError(f"stage1_text must be 'learned' or 'binary', got {self.stage1_text!r}")
-        if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0:
-            raise UsageError("the learning rate must be > 0 and FLOPs weights >= 0")
+        if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0 or self.tag_weight < 0:
+            raise UsageError("the learning rate must be > 0, FLOPs and tagging weights >= 0")
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -172,26 +177,39 @@ class Trainer:
         self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and text vectors as this mode trains them (stage 1: text masked to caption tokens)."""
+        image, text, _ = self._encode(pixels, ids, mask)
+        return image, text
+
+    def _encode(
+        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(image vectors, text vectors, pooled image logits or None when the image side is frozen)."""
         cfg, model = self.config, self.model
+        pooled = None
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             if self.image_frozen and cfg.stage == "2":
                 with torch.no_grad():
                     image = model.encode_image(pixels)
-            else:
+            elif cfg.stage == "dense":
                 image = model.encode_image(pixels)
+            else:
+                # == encode_image (pool, then log1p(relu), then zero the kept-out tokens); the pooled
+                # logits also feed the token tagging loss
+                pooled = model.image_token_logits(pixels).amax(dim=1).float()
+                image = torch.log1p(torch.relu(pooled)) * model.keep_mask
             text = model.encode_text(ids, mask)
         image, text = image.float(), text.float()
         if cfg.stage == "1":
             bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
             text = bag if cfg.stage1_text == "binary" else text * bag
-        return image, text
+        return image, text, pooled
 
     def compute_loss(
         self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Loss parts for one (micro-)batch; ``total`` is what is back-propagated."""
         cfg, model = self.config, self.model
-        image, text = self.encode_batch(pixels, ids, mask)
+        image, text, pooled = self._encode(pixels, ids, mask)
         scores = model.similarity(image, text) / model.temperature
         parts = {"contrastive": contrastive_loss(scores)}
         total = parts["contrastive"]
@@ -209,6 +227,10 @@ class Trainer:
             bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
             parts["grounding"] = contrastive_loss(model.similarity(image, bag) / model.temperature)
             total = total + cfg.grounding_weight * parts["grounding"]
+        if cfg.tag_weight > 0 and pooled is not None and cfg.stage in TAGGING_STAGES:
+            bag = caption_token_mask(ids, mask, pooled.shape[1])
+            parts["tagging"] = token_tagging_loss(pooled, bag, model.keep_mask)
+            total = total + cfg.tag_weight * parts["tagging"]
         parts["total"] = total
         return parts
 
