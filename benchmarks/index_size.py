@@ -21,11 +21,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sparse_corpus import CorpusSpec, SparseCorpus  # noqa: E402
+from sparse_corpus import CorpusSpec, SparseCorpus, pruning_overlap  # noqa: E402
 
-from stair_es.engine import Indexer, ModelMeta, connect  # noqa: E402
+from stair_es.engine import Indexer, IndexerOptions, ModelMeta, connect  # noqa: E402
 
-VARIANTS = {
+VARIANTS: dict[str, dict] = {
     "tokens_in_source": {},
     "tokens_in_source_best_compression": {"extra_settings": {"codec": "best_compression"}},
     "no_token_source": {"tokens_in_source": False},
@@ -33,6 +33,9 @@ VARIANTS = {
         "tokens_in_source": False,
         "extra_settings": {"codec": "best_compression"},
     },
+    # document-side pruning at index time (IndexerOptions.mass): the lightest tokens that together
+    # carry the last 10% of a document's weight are not stored; its cost in ranking is printed too
+    "no_token_source_doc_mass_0.9": {"tokens_in_source": False, "indexer": {"mass": 0.9}},
 }
 
 
@@ -41,16 +44,24 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--zipf-s", type=float, default=CorpusSpec(1).zipf_s)
     ap.add_argument("--retention-wait", type=float, default=70.0)
+    ap.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS)
+    )
     args = ap.parse_args()
+    chosen = {label: VARIANTS[label] for label in args.variants.split(",")}
     backend = connect()
-    names = {label: f"stair-bench-size-{label.replace('_', '-')}" for label in VARIANTS}
+    names = {label: f"stair-bench-size-{label.replace('_', '-')}" for label in chosen}
     result: dict[str, object] = {"engine": backend.info.describe(), "docs": args.docs, "zipf_s": args.zipf_s}
     try:
-        for label, kwargs in VARIANTS.items():
+        for label, kwargs in chosen.items():
             backend.delete_index(names[label])
-            backend.create_index(names[label], ModelMeta("bench-synthetic", "synthetic"), **kwargs)
+            create = {k: v for k, v in kwargs.items() if k != "indexer"}
+            backend.create_index(names[label], ModelMeta("bench-synthetic", "synthetic"), **create)
             corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, zipf_s=args.zipf_s))
-            summary = Indexer(backend, names[label]).index_documents(corpus.index_documents())
+            options = IndexerOptions(**kwargs.get("indexer", {}))
+            summary = Indexer(backend, names[label], options=options).index_documents(
+                corpus.index_documents()
+            )
             if summary.indexed != args.docs:
                 raise SystemExit(f"indexing incomplete: {summary.line()}")
         time.sleep(args.retention_wait)
@@ -61,6 +72,12 @@ def main() -> None:
             backend.client.indices.flush(index=name)
             per_doc = backend.store_size_bytes(name) / args.docs
             result[label] = {"bytes_per_doc": round(per_doc, 1), "vs_dense512": round(per_doc / 2048, 4)}
+            prune = chosen[label].get("indexer")
+            if prune:  # exact top-10 over pruned vs unpruned documents, text and image queries
+                corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, zipf_s=args.zipf_s))
+                for profile, sizes in (("text_queries", (15, 30)), ("image_queries", (50, 150))):
+                    queries = corpus.queries(200, *sizes, seed=1 if profile == "text_queries" else 2)
+                    result[label][profile] = pruning_overlap(corpus, queries, **prune)
     finally:
         for name in names.values():
             backend.delete_index(name)

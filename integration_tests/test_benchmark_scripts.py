@@ -1,0 +1,51 @@
+"""The engine benchmarks run end to end on a tiny corpus (their figures come from full-size runs;
+this only keeps the scripts working and their JSON keys stable)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(engine_url: str, script: str, *args: str) -> dict:
+    env = {**os.environ, "STAIR_ES_URL": engine_url}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_search_latency_reports_both_query_profiles(engine_url: str) -> None:
+    result = _run(engine_url, "search_latency.py", "--docs", "300", "--queries", "4", "--warmup", "1",
+                  "--tokens-in-source", "no", "--retention-wait", "0", "--index", "stair-bench-smoke")  # fmt: skip
+    for key in (
+        "two_phase_speedup",
+        "two_phase_top10_overlap",
+        "exact_vs_bm25_p50",
+        "bytes_per_doc_vs_dense512",
+    ):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert set(result["profiles"]) == {"text", "image"}
+    text, image = result["profiles"]["text"], result["profiles"]["image"]
+    assert 15 <= text["mean_query_tokens"] <= 30 and 50 <= image["mean_query_tokens"] <= 150
+    assert result["docs"] == 300
+
+
+def test_index_size_prices_document_pruning(engine_url: str) -> None:
+    result = _run(engine_url, "index_size.py", "--docs", "300", "--retention-wait", "0",
+                  "--variants", "no_token_source,no_token_source_doc_mass_0.9")  # fmt: skip
+    pruned = result["no_token_source_doc_mass_0.9"]
+    assert pruned["bytes_per_doc"] < result["no_token_source"]["bytes_per_doc"]
+    quality = pruned["text_queries"]
+    assert quality["mean_doc_tokens"] < quality["mean_doc_tokens_unpruned"]
+    assert 0 < quality["topk_overlap_vs_unpruned"] <= 1
