@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
     p.add_argument("--steps", type=int, default=1000, help="total optimizer steps per model")
-    p.add_argument("--num-images", type=int, default=5000)
+    p.add_argument("--num-images", type=int, default=20000)
+    p.add_argument("--test-pairs", type=int, default=500, help="held-out pairs (val: half as many)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.workdir or Path(tmp)
         data_dir = work / "data"
         synthetic = SyntheticConfig(
-            num_images=args.num_images, seed=args.seed, test_fraction=0.1, val_fraction=0.05
+            num_images=args.num_images,
+            seed=args.seed,
+            test_fraction=args.test_pairs / args.num_images,
+            val_fraction=args.test_pairs / 2 / args.num_images,
         )
         if not (data_dir / "train.jsonl").is_file():
             generate_synthetic(data_dir, synthetic)
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "flops_text": s.flops_text,
                     "stage1_text": s.stage1_text,
                     "grounding_weight": s.grounding_weight,
+                    "tag_weight": s.tag_weight,
                 }
                 for s in stages
             ],  # fmt: skip

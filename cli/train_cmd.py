@@ -120,6 +120,14 @@ def make_synthetic(
     help="Stage 3 / dense-to-sparse: weight of the image-vs-caption-bag loss that keeps tokens grounded.",
 )
 @click.option(
+    "--tag-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Stages 1, 3, dense-to-sparse: weight of the class-balanced loss that trains each image token as "
+    "a detector of its caption word (the demo preset uses 3).",
+)
+@click.option(
     "--hard-negatives",
     type=float,
     default=0.0,
@@ -151,6 +159,13 @@ def make_synthetic(
 )
 @click.option("--image-size", type=int, default=64, show_default=True, help="Fresh image tower input size.")
 @click.option("--patch-size", type=int, default=16, show_default=True)
+@click.option(
+    "--vision-stem",
+    type=click.Choice(["patch", "conv"]),
+    default="patch",
+    show_default=True,
+    help="Fresh image towers: ViT patchify layer, or an early-convolution stem (learns shapes far faster).",
+)
 @click.option("--hidden-size", type=int, default=128, show_default=True)
 @click.option("--layers", type=int, default=2, show_default=True)
 @click.option("--vocab-size", type=int, default=None, help="Cap the vocabulary (>= 1000 recommended).")

@@ -64,6 +64,29 @@ def label_demo_model(model_dir: Path, train_dir: Path, steps: int) -> None:
     (model_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
+def _demo_key(part: object) -> str:
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    return hashlib.sha256(json.dumps(asdict(part), sort_keys=True).encode()).hexdigest()[:12]  # type: ignore[call-overload]
+
+
+def demo_train_data_dir(steps: int = DEMO_STEPS) -> Path:
+    """Where the demo's synthetic training set lives, keyed by its generator settings so a recipe
+    change never silently trains on a set an older version generated."""
+    from stair_es.training.recipes import PRESETS
+
+    return demo_root() / "train-data" / _demo_key(PRESETS["demo"](total_steps=steps).synthetic)
+
+
+def demo_run_dir(steps: int = DEMO_STEPS) -> Path:
+    """The (resumable) training run, keyed by the whole recipe: resuming never mixes recipes."""
+    from stair_es.training.recipes import PRESETS
+
+    return demo_train_dir() / f"steps-{steps}-{_demo_key(PRESETS['demo'](total_steps=steps))}"
+
+
 def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False) -> Path:
     """The demo model: the shipped (or an earlier rebuilt) one, else train and export it locally.
 
@@ -82,13 +105,13 @@ def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False
 
     steps = steps or DEMO_STEPS
     out = demo_root() / "models" / DEMO_MODEL_NAME
-    train_dir = demo_train_dir() / f"steps-{steps}"
+    train_dir = demo_run_dir(steps)
     t0 = time.perf_counter()
     log(f"training the demo model ({steps} steps; resumable) ...")
     train_preset(
         "demo",
         train_dir,
-        data_dir=demo_root() / "train-data",
+        data_dir=demo_train_data_dir(steps),
         total_steps=steps,
         seed=0,
         log=log,

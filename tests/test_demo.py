@@ -61,3 +61,25 @@ def test_demo_step_failure_stops_the_demo(tmp_path: Path) -> None:
     with pytest.raises(StairError, match="exited with 5"):
         _run(["encode", "--model", str(tmp_path / "no-model"), "--text", "red circle"])
     assert _run(["encode", "--help"]) == 0
+
+
+def test_demo_rebuild_dirs_are_keyed_by_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached set or half-finished run from another recipe version is never resumed silently."""
+    from dataclasses import replace
+
+    from stair_es import demo
+    from stair_es.training import recipes
+
+    monkeypatch.setenv("STAIR_ES_CACHE", str(tmp_path))
+    data, run = demo.demo_train_data_dir(), demo.demo_run_dir()
+    assert data.parent == tmp_path / "demo" / "train-data"
+    assert demo.demo_train_data_dir(500) == data  # same synthetic set for another step count
+    assert demo.demo_run_dir(500) != run
+    original = recipes.PRESETS["demo"]
+
+    def bigger(**kwargs: object) -> recipes.Recipe:
+        recipe = original(**kwargs)  # type: ignore[arg-type]
+        return replace(recipe, synthetic=replace(recipe.synthetic, num_images=123))
+
+    monkeypatch.setitem(recipes.PRESETS, "demo", bigger)
+    assert demo.demo_train_data_dir() != data and demo.demo_run_dir() != run

@@ -56,6 +56,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
         size = ModelSize(
             image_size=opts["image_size"],
             patch_size=opts["patch_size"],
+            vision_stem=opts["vision_stem"],
             hidden_size=opts["hidden_size"],
             layers=opts["layers"],
             vocab_size=opts["vocab_size"],
@@ -73,6 +74,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             unfreeze_last_blocks=opts["unfreeze_last_blocks"],
             stage1_text=opts["stage1_text"],
             grounding_weight=opts["grounding_weight"],
+            tag_weight=opts["tag_weight"],
             hard_negative_fraction=opts["hard_negatives"],
             seed=opts["seed"],
             device=opts["device"],

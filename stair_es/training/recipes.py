@@ -76,12 +76,15 @@ def auto_threads() -> int:
 
 
 def three_stage(
-    total_steps: int, base: TrainConfig, lrs: dict[str, float] | None = None
+    total_steps: int,
+    base: TrainConfig,
+    lrs: dict[str, float] | None = None,
+    split: dict[str, float] | None = None,
 ) -> list[TrainConfig]:
-    """Split ``total_steps`` over stages 1-3 by ``STAGE_SPLIT``. The FLOPs ramp runs once, in stage 1; later
-    stages start from an already-sparse model and keep the weights at full strength."""
+    """Split ``total_steps`` over stages 1-3 by ``split`` (default ``STAGE_SPLIT``). The FLOPs ramp runs
+    once, in stage 1; later stages start from an already-sparse model and keep the weights at full strength."""
     stages = []
-    for stage, fraction in STAGE_SPLIT.items():
+    for stage, fraction in (split or STAGE_SPLIT).items():
         stages.append(
             replace(
                 base,
@@ -95,6 +98,11 @@ def three_stage(
     return stages
 
 
+# The demo recipe's split: shape words ground only after ~500 image-tower steps (a probe of the
+# tower learning shape labels: 37% at 300 steps, 88% at 600), so stage 1 gets the most steps.
+DEMO_STAGE_SPLIT = {"1": 0.6, "2": 0.1, "3": 0.3}
+
+
 def demo_recipe(total_steps: int = 1000, seed: int = 0) -> Recipe:
     """The demo's model, trained on the synthetic set (the demo may pass fewer steps to fit its budget).
 
@@ -103,21 +111,24 @@ def demo_recipe(total_steps: int = 1000, seed: int = 0) -> Recipe:
       than the learned-and-masked text vector (the text tower can down-weight hard words; a bag can't);
     - image FLOPs 1e-2 in stage 1 kills the slowly learned tokens (shapes) before the tower learns
       them, so stage 1 uses 1e-3 (ramped) and stage 3 tightens to 2e-2 to reach <= 5% active tokens;
-    - stage 3 drifts to ungrounded tokens unless the image-vs-caption-bag loss stays on (weight 1).
+    - stage 3 drifts to ungrounded tokens unless the image-vs-caption-bag loss stays on (weight 1);
+    - the patch-16 ViT never learns shapes here (a shape probe on its features: 56%); an early-conv
+      stem on 20,000 images does (98%), and the class-balanced tagging loss (weight 3, stages 1 and
+      3) puts that knowledge on the shape *words*: held-out R@1 0.41 -> 0.79, grounding 0.34 -> 0.50.
     """
     base = TrainConfig(batch_size=64, lr=1e-3, flops_image=1e-3, flops_text=1e-3, seed=seed, log_every=25)
-    stages = three_stage(total_steps, base, {"1": 2e-3, "2": 1e-3, "3": 5e-4})
+    stages = three_stage(total_steps, base, {"1": 2e-3, "2": 1e-3, "3": 5e-4}, DEMO_STAGE_SPLIT)
     tuned = {
-        "1": {"stage1_text": "binary"},
+        "1": {"stage1_text": "binary", "tag_weight": 3.0},
         "2": {"flops_text": 5e-3},
-        "3": {"flops_image": 2e-2, "flops_text": 5e-3, "grounding_weight": 1.0},
+        "3": {"flops_image": 2e-2, "flops_text": 5e-3, "grounding_weight": 1.0, "tag_weight": 3.0},
     }
     return Recipe(
         name="demo",
-        description="STAIR three stages on the seeded synthetic set, small ViT + BERT towers",
-        size=ModelSize(),
+        description="STAIR three stages on the seeded synthetic set, small ViT (conv stem) + BERT towers",
+        size=ModelSize(vision_stem="conv"),
         stages=[replace(s, **tuned[s.stage]) for s in stages],
-        synthetic=SyntheticConfig(num_images=5000, seed=seed, test_fraction=0.1),
+        synthetic=SyntheticConfig(num_images=20000, seed=seed, test_fraction=0.025),
     )
 
 
