@@ -11,7 +11,7 @@ Fairness: the CLIP baseline uses the same ViT + BERT towers (same sizes and init
 batch size and total optimizer steps, and its own learning rate and temperature, chosen on a separate
 validation split (never the test split). STAIR uses the fixed demo recipe.
 
-Usage: python benchmarks/quality_synthetic.py --json [--steps 600] [--threads 2]
+Usage: python benchmarks/quality_synthetic.py --json [--steps 2000] [--threads 2]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
-    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps per model")
+    p.add_argument("--steps", type=int, default=2000, help="total optimizer steps per model")
     p.add_argument("--num-images", type=int, default=20000)
     p.add_argument("--test-pairs", type=int, default=500, help="held-out pairs (val: half as many)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "stage1_text": s.stage1_text,
                     "grounding_weight": s.grounding_weight,
                     "tag_weight": s.tag_weight,
+                    "pool_temperature": s.pool_temperature,
+                    "min_lr_ratio": s.min_lr_ratio,
                 }
                 for s in stages
             ],  # fmt: skip

@@ -92,7 +92,7 @@ def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
     is_flag=True,
     help="Train and export the demo model here instead of using the shipped one (needs torch).",
 )
-@click.option("--steps", type=int, default=None, help="Training steps for --rebuild-model [default: 1000].")
+@click.option("--steps", type=int, default=None, help="Training steps for --rebuild-model [default: 2000].")
 def demo(
     port: int,
     url: str | None,

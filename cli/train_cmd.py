@@ -125,7 +125,15 @@ def make_synthetic(
     default=0.0,
     show_default=True,
     help="Stages 1, 3, dense-to-sparse: weight of the class-balanced loss that trains each image token as "
-    "a detector of its caption word (the demo preset uses 3).",
+    "a detector of its caption word (the demo preset uses 6).",
+)
+@click.option(
+    "--pool-temperature",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Image side: soft (logsumexp) pooling over positions at this temperature, annealed to the "
+    "exported max over each stage (the demo preset uses 0.5).",
 )
 @click.option(
     "--hard-negatives",

@@ -38,7 +38,7 @@ def demo_train_dir() -> Path:
     return demo_root() / "train"
 
 
-DEMO_STEPS = 1000
+DEMO_STEPS = 2000
 DEMO_LABEL = "DEMO MODEL: trained on synthetic coloured shapes only; not for real photos"
 
 
@@ -124,8 +124,8 @@ def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False
 
 
 DEMO_INDEX = "stair-demo"
-# Short queries in the captions' words. The demo model matches colours and backgrounds well and
-# shapes poorly, and short queries sometimes get the colour wrong; the third query shows that.
+# Short queries in the captions' words. The demo model was trained on full captions only: short
+# queries often match one of their words and miss another (the first and third show it).
 DEMO_TEXT_QUERIES = (
     "yellow triangles",
     "three small pink crosses",

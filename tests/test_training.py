@@ -284,3 +284,22 @@ def test_tagging_loss_trains_image_stages_only(synthetic) -> None:
             assert torch.allclose(parts["total"], parts["contrastive"] + 0.5 * parts["tagging"])
     with pytest.raises(Exception, match="tagging weights"):
         TrainConfig(tag_weight=-1.0).validate()
+
+
+def test_soft_pooling_anneals_to_the_exported_max(synthetic) -> None:
+    """Early in a stage every position gets gradient (logsumexp); by its end training pools like the
+    exported graph (hard max), so the model is not trained on a function it will not run."""
+    model = _model()
+    data = _data(model, synthetic["train"][:16])
+    pixels, ids, mask = data.select(range(4))
+    cfg = TrainConfig(stage="1", steps=10, batch_size=4, pool_temperature=0.5)
+    trainer = Trainer(model, cfg, data)
+    with torch.no_grad():
+        exported = model.encode_image(pixels)
+        soft, _, _ = trainer._encode(pixels, ids, mask)
+        assert torch.all(soft >= exported - 1e-6) and not torch.allclose(soft, exported)
+        trainer.step = cfg.steps
+        hard, _, _ = trainer._encode(pixels, ids, mask)
+        assert torch.allclose(hard, exported)
+    with pytest.raises(Exception, match="pool_temperature"):
+        TrainConfig(pool_temperature=-0.1).validate()

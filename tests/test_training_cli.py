@@ -70,13 +70,13 @@ def test_train_single_stage_custom_and_errors(tmp_path) -> None:
     assert [s["config"]["stage"] for s in record["stages"]] == ["2"]
     conv = runner.invoke(main, ["train", "--data", data, "--output", str(tmp_path / "c"), "--stage", "1",
                                 "--steps", "2", "--batch-size", "4", "--quiet", "--vision-stem", "conv",
-                                "--tag-weight", "2.5", *small])  # fmt: skip
+                                "--tag-weight", "2.5", "--pool-temperature", "0.5", *small])  # fmt: skip
     assert conv.exit_code == 0, conv.output
     from stair_es.model import StairModel
 
     assert StairModel.from_pretrained(tmp_path / "c").config.vision_stem == "conv"
     stage = json.loads((tmp_path / "c" / "training.json").read_text())["stages"][0]
-    assert stage["config"]["tag_weight"] == 2.5
+    assert stage["config"]["tag_weight"] == 2.5 and stage["config"]["pool_temperature"] == 0.5
     too_big = runner.invoke(main, ["train", "--data", data, "--output", str(tmp_path / "x"), "--batch-size", "64",
                                    *small])  # fmt: skip
     assert too_big.exit_code == 2 and "exceeds" in too_big.output

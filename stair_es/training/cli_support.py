@@ -75,6 +75,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             stage1_text=opts["stage1_text"],
             grounding_weight=opts["grounding_weight"],
             tag_weight=opts["tag_weight"],
+            pool_temperature=opts["pool_temperature"],
             hard_negative_fraction=opts["hard_negatives"],
             seed=opts["seed"],
             device=opts["device"],

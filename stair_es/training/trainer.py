@@ -62,6 +62,11 @@ class TrainConfig:
     # trains every word detector on every image, where the contrastive loss only rewards the words
     # that separate the batch (colour does; shape, a harder visual cue, then never gets learned)
     tag_weight: float = 0.0
+    # image side, stages 1/3/d2s: pool positions with tau * logsumexp(logits / tau), tau annealed linearly
+    # from this value to 0 (= the exported max) over the stage. A hard max sends each token's gradient
+    # to one position (at init CLS wins about a third of them); the soft max lets every patch learn
+    # early (shape words ground faster), and the stage still ends on the exported function
+    pool_temperature: float = 0.0
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -81,6 +86,8 @@ class TrainConfig:
             raise UsageError(f"stage1_text must be 'learned' or 'binary', got {self.stage1_text!r}")
         if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0 or self.tag_weight < 0:
             raise UsageError("the learning rate must be > 0, FLOPs and tagging weights >= 0")
+        if self.pool_temperature < 0:
+            raise UsageError(f"pool_temperature must be >= 0, got {self.pool_temperature}")
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -195,7 +202,12 @@ class Trainer:
             else:
                 # == encode_image (pool, then log1p(relu), then zero the kept-out tokens); the pooled
                 # logits also feed the token tagging loss
-                pooled = model.image_token_logits(pixels).amax(dim=1).float()
+                logits = model.image_token_logits(pixels)
+                tau = cfg.pool_temperature * max(0.0, 1.0 - self.step / max(1, cfg.steps))
+                if tau > 0:  # soft max over positions early in the stage (see pool_temperature)
+                    pooled = tau * torch.logsumexp(logits.float() / tau, dim=1)
+                else:
+                    pooled = logits.amax(dim=1).float()
                 image = torch.log1p(torch.relu(pooled)) * model.keep_mask
             text = model.encode_text(ids, mask)
         image, text = image.float(), text.float()
