@@ -190,7 +190,7 @@ class Trainer:
     def _encode(
         self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(image vectors, text vectors, pooled image logits or None when the image side is frozen)."""
+        """(image vectors, text vectors, pooled image logits; None when the image side is frozen or dense)."""
         cfg, model = self.config, self.model
         pooled = None
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
