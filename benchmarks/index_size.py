@@ -75,9 +75,11 @@ def main() -> None:
             prune = chosen[label].get("indexer")
             if prune:  # exact top-10 over pruned vs unpruned documents, text and image queries
                 corpus = SparseCorpus(CorpusSpec(n_docs=args.docs, zipf_s=args.zipf_s))
-                for profile, sizes in (("text_queries", (15, 30)), ("image_queries", (50, 150))):
-                    queries = corpus.queries(200, *sizes, seed=1 if profile == "text_queries" else 2)
-                    result[label][profile] = pruning_overlap(corpus, queries, **prune)
+                queries = {
+                    "text_queries": corpus.queries(200, 15, 30, seed=1),
+                    "image_queries": corpus.queries(200, 50, 150, seed=2),
+                }
+                result[label].update(pruning_overlap(corpus, queries, **prune))
     finally:
         for name in names.values():
             backend.delete_index(name)

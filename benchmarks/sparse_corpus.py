@@ -147,15 +147,23 @@ class BruteForce:
 
 
 def pruning_overlap(
-    corpus: SparseCorpus, queries: list[tuple[SparseVector, str]], k: int = 10, **prune: float
-) -> dict[str, float]:
-    """Mean top-k overlap of exact search over pruned vs unpruned documents, and tokens kept."""
+    corpus: SparseCorpus, query_sets: dict[str, list[tuple[SparseVector, str]]], k: int = 10, **prune: float
+) -> dict[str, dict[str, float]]:
+    """Per query set: mean top-k overlap of exact search over pruned vs unpruned documents, and tokens
+    kept. The corpus is generated and both indexes are built once for all query sets."""
     full = [vec for vec, _ in corpus.documents()]
     pruned = [vec.prune(**prune) for vec in full]  # type: ignore[arg-type]
     exact, cut = BruteForce(full, corpus.spec.vocab), BruteForce(pruned, corpus.spec.vocab)
-    overlap = [len(exact.top(q, k) & cut.top(q, k)) / k for q, _ in queries]
-    return {
-        "topk_overlap_vs_unpruned": round(float(np.mean(overlap)), 4),
+    tokens = {
         "mean_doc_tokens": round(float(np.mean([len(v) for v in pruned])), 1),
         "mean_doc_tokens_unpruned": round(float(np.mean([len(v) for v in full])), 1),
+    }
+    return {
+        name: {
+            "topk_overlap_vs_unpruned": round(
+                float(np.mean([len(exact.top(q, k) & cut.top(q, k)) / k for q, _ in queries])), 4
+            ),
+            **tokens,
+        }
+        for name, queries in query_sets.items()
     }

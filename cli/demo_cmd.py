@@ -52,7 +52,7 @@ def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
         return False
     manifest = Manifest.read(model_path)
     meta = backend.index_meta(index)
-    if meta.model.model_id == manifest.model_id and meta.model.vocab_hash == manifest.vocab_hash:
+    if meta.matches(manifest.model_id, manifest.vocab_hash):
         return False
     click.secho(
         f"index '{index}' holds tokens of model '{meta.model.model_id}', not '{manifest.model_id}': "

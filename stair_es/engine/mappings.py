@@ -49,9 +49,13 @@ class IndexMeta:
     tokens_in_source: bool = True
     library_version: str | None = None
 
+    def matches(self, model_id: str, vocab_hash: str) -> bool:
+        """True when the index was built with this model and vocabulary."""
+        return self.model.model_id == model_id and self.model.vocab_hash == vocab_hash
+
     def check(self, index: str, model_id: str, vocab_hash: str) -> None:
         """Raise :class:`ModelError` unless the index was built with this model and vocabulary."""
-        if self.model.vocab_hash != vocab_hash or self.model.model_id != model_id:
+        if not self.matches(model_id, vocab_hash):
             raise ModelError(
                 f"index '{index}' was built with model '{self.model.model_id}' "
                 f"(vocab {self.model.vocab_hash[:12]}) but this query uses model '{model_id}' "

@@ -222,6 +222,10 @@ class Trainer:
         """Loss parts for one (micro-)batch; ``total`` is what is back-propagated."""
         cfg, model = self.config, self.model
         image, text, pooled = self._encode(pixels, ids, mask)
+        grounding = cfg.grounding_weight > 0 and cfg.stage in ("3", "dense-to-sparse")
+        tagging = cfg.tag_weight > 0 and pooled is not None and cfg.stage in TAGGING_STAGES
+        if grounding or tagging:  # the caption's kept tokens, shared by both losses
+            bag = caption_token_mask(ids, mask, text.shape[1]) * model.keep_mask
         scores = model.similarity(image, text) / model.temperature
         parts = {"contrastive": contrastive_loss(scores)}
         total = parts["contrastive"]
@@ -234,13 +238,11 @@ class Trainer:
             )
             parts["active_image"] = (image > 0).sum(dim=1).float().mean()
             parts["active_text"] = (text > 0).sum(dim=1).float().mean()
-        if cfg.grounding_weight > 0 and cfg.stage in ("3", "dense-to-sparse"):
+        if grounding:
             # keeps image tokens on the caption's words while the towers co-adapt (else stage 3 drifts)
-            bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
             parts["grounding"] = contrastive_loss(model.similarity(image, bag) / model.temperature)
             total = total + cfg.grounding_weight * parts["grounding"]
-        if cfg.tag_weight > 0 and pooled is not None and cfg.stage in TAGGING_STAGES:
-            bag = caption_token_mask(ids, mask, pooled.shape[1])
+        if tagging:
             parts["tagging"] = token_tagging_loss(pooled, bag, model.keep_mask)
             total = total + cfg.tag_weight * parts["tagging"]
         parts["total"] = total
