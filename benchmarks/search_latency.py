@@ -41,7 +41,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def measure(backend, index, queries, options, limit, k, warmup) -> dict:
+def measure(backend, index, queries, options, limit, k, warmup, weight_shift=0) -> dict:
     """Exact, two-phase and BM25 per query, interleaved, one query at a time (client wall time)."""
     lat: dict[str, list[float]] = {"exact": [], "two_phase": [], "bm25": []}
     overlaps, phase1_sizes, query_sizes = [], [], []
@@ -57,6 +57,7 @@ def measure(backend, index, queries, options, limit, k, warmup) -> dict:
                 options=options,
                 engine_limit=limit,
                 source=False,
+                weight_shift=weight_shift,
             )  # fmt: skip
             for mode in lat
         }
@@ -91,7 +92,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=200,
+        help="queries per profile run before timing; a fresh JVM needs hundreds (with 20, BM25 p50 "
+        "measured 2.4x its warm value on a just-started node)",
+    )
     ap.add_argument(
         "--text-query-tokens",
         type=int,
@@ -114,6 +121,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the index afterwards")
     ap.add_argument("--tokens-in-source", choices=("yes", "no"), default="yes")
     ap.add_argument("--codec", default=None, help="index.codec, e.g. best_compression")
+    ap.add_argument(
+        "--weight-shift",
+        type=int,
+        default=None,
+        help="store weights x 2**-N (default: the compact shift when tokens are out of _source, else 0)",
+    )
     ap.add_argument("--phase1-ratio", type=float, default=QueryOptions().phase1_ratio)
     ap.add_argument("--phase1-max-tokens", type=int, default=QueryOptions().phase1_max_tokens)
     ap.add_argument("--min-window", type=int, default=QueryOptions().min_window)
@@ -138,6 +151,7 @@ def main() -> None:
             MODEL,
             tokens_in_source=args.tokens_in_source == "yes",
             extra_settings={"codec": args.codec} if args.codec else None,
+            weight_shift=args.weight_shift,
         )
         summary = Indexer(backend, index, options=IndexerOptions(chunk_size=1000)).index_documents(
             corpus.index_documents()
@@ -152,6 +166,7 @@ def main() -> None:
         backend.refresh(index)
         backend.client.indices.flush(index=index)
     n_docs = backend.count(index)
+    weight_shift = backend.index_meta(index).weight_shift
     store_bytes = backend.store_size_bytes(index)
 
     options = QueryOptions(
@@ -161,7 +176,9 @@ def main() -> None:
     profiles = {}
     for profile, sizes in (("text", args.text_query_tokens), ("image", args.image_query_tokens)):
         queries = corpus.queries(args.queries + args.warmup, *sizes, seed=1 if profile == "text" else 2)
-        profiles[profile] = measure(backend, index, queries, options, limit, args.k, args.warmup)
+        profiles[profile] = measure(
+            backend, index, queries, options, limit, args.k, args.warmup, weight_shift
+        )
         profiles[profile]["query_tokens_drawn"] = list(sizes)
 
     bytes_per_doc = store_bytes / max(n_docs, 1)
@@ -173,6 +190,7 @@ def main() -> None:
         "k": args.k,
         "tokens_in_source": args.tokens_in_source == "yes",
         "codec": args.codec or "default",
+        "weight_shift": weight_shift,
         "zipf_s": args.zipf_s,
         "corpus_flops": round(corpus.flops(), 2),
         # text queries are what BM25 answers too; two-phase exists for long (image) queries

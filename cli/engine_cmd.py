@@ -43,7 +43,7 @@ def engine() -> None:
     "--version",
     "version",
     default=None,
-    help="Engine version [default: the tested pin, OpenSearch 2.19.6 or Elasticsearch 7.17.29].",
+    help="Engine version [default: the tested pin, OpenSearch 3.8.0 or Elasticsearch 7.17.29].",
 )
 @click.option(
     "--java-home",

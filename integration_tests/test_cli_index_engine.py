@@ -145,3 +145,29 @@ def test_index_texts_into_engine(
     vector = load_encoder(tiny_onnx_model, provider="cpu").encode_texts(["a red circle"])[0]
     hits = _search(backend, index_name, TEXT_FIELD, dict(zip(vector.tokens, vector.weights.tolist())))
     assert hits[0]["_id"] == "r1" and hits[0]["_source"]["user"] == {"topic": "shapes"}
+
+
+def test_compact_index_from_the_cli_scores_like_a_plain_one(
+    engine_url: str, backend, index_name: str, tiny_onnx_model: Path, tmp_path: Path
+) -> None:
+    from stair_es.engine import Searcher
+    from stair_es.engine.mappings import COMPACT_WEIGHT_SHIFT
+    from stair_es.runtime import load_encoder
+
+    corpus = _corpus(tmp_path)
+    compact_name = f"{index_name}-compact"
+    try:
+        for name, extra in ((index_name, []), (compact_name, ["--compact"])):
+            args = ["texts", str(corpus), "--model", str(tiny_onnx_model), "--index", name, "--recreate"]
+            assert json.loads(_index(engine_url, *args, *extra).stdout)["indexed"] == 2
+        meta = backend.index_meta(compact_name)
+        assert (meta.weight_shift, meta.tokens_in_source) == (COMPACT_WEIGHT_SHIFT, False)
+        assert backend.index_meta(index_name).weight_shift == 0
+        encoder = load_encoder(tiny_onnx_model, provider="cpu")
+        plain = Searcher(backend, index_name, encoder).search(text="a red circle", target="text")
+        compact = Searcher(backend, compact_name, encoder).search(text="a red circle", target="text")
+        assert [(h.id, h.score) for h in compact.hits] == [(h.id, h.score) for h in plain.hits]
+        assert [h.explanation for h in compact.hits] == [h.explanation for h in plain.hits]
+        assert TEXT_FIELD not in compact.hits[0].source
+    finally:
+        backend.delete_index(compact_name)

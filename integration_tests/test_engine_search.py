@@ -240,3 +240,49 @@ def test_explanations_come_from_the_engine_when_tokens_are_not_in_source(backend
         assert [h.score for h in two.hits] == pytest.approx([h.score for h in hits], rel=1e-6)
     finally:
         backend.delete_index(name)
+
+
+def test_compact_index_ranks_and_scores_exactly_like_the_plain_one(backend: Backend, random_corpus) -> None:
+    """Weights stored times 2**-112 (tokens out of _source) give the same hits and the same scores,
+    float for float, because the query boosts carry 2**112 back; explanations read true weights."""
+    from stair_es.engine.mappings import COMPACT_WEIGHT_SHIFT
+    from stair_es.sparse import min_storable_weight, truncate_9bit
+
+    index, docs = random_corpus
+    name = f"stair-test-compact-{uuid.uuid4().hex[:8]}"
+    backend.create_index(name, MODEL, tokens_in_source=False)
+    try:
+        assert backend.index_meta(name).weight_shift == COMPACT_WEIGHT_SHIFT
+        floor = min_storable_weight(COMPACT_WEIGHT_SHIFT)
+        extra = Document(image_tokens={"w0": 0.5, "w1": floor / 4}, id="tiny")  # w1 cannot be stored
+        summary = Indexer(backend, name).index_documents(
+            [Document(image_tokens=v, id=d) for d, v in docs] + [extra]
+        )
+        assert summary.indexed == len(docs) + 1 and summary.dropped_weights == 1
+        plain, compact = Searcher(backend, index), Searcher(backend, name)
+        lookup = dict(docs)
+        rng = np.random.default_rng(21)
+        for _ in range(15):
+            query = random_vector(rng, int(rng.integers(10, 200)))
+            a = plain.search(tokens=query, k=10, explain=False)
+            b = compact.search(tokens=query, k=10)
+            assert [(h.id, h.score) for h in b.hits] == [(h.id, h.score) for h in a.hits]
+            for hit in b.hits:  # explanation from the engine, with the stored weights un-shifted
+                doc = lookup[hit.id]
+                stored = dict(zip(doc.tokens, truncate_9bit(doc.weights).tolist(), strict=True))
+                assert all(c.doc_weight == stored[c.token] for c in hit.explanation)
+                assert hit.explained_score == pytest.approx(hit.score, rel=1e-5)
+            two_a = plain.search(tokens=query, k=10, mode="two_phase", explain=False)
+            two_b = compact.search(tokens=query, k=10, mode="two_phase", explain=False)
+            assert [(h.id, h.score) for h in two_b.hits] == [(h.id, h.score) for h in two_a.hits]
+        with pytest.raises(Exception, match="compact"):
+            compact.search(tokens={"w0": 1.0}, mode="native")
+    finally:
+        backend.delete_index(name)
+
+
+def test_indexing_into_a_missing_index_is_refused_not_auto_created(backend: Backend) -> None:
+    name = f"stair-test-missing-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(EngineError, match="does not exist: create it first"):
+        Indexer(backend, name).index_documents([Document(image_tokens={"dog": 1.0}, id="a")])
+    assert not backend.index_exists(name)  # the engine did not guess a float mapping for it

@@ -2,7 +2,7 @@
 # One entry point for the README's two commands, on a fresh machine:
 #   bash scripts/run.sh demo   set up, start the local engine, run the one-command demo
 #   bash scripts/run.sh test   set up, start the local engine, run unit + integration tests
-# Needs python3 (>= 3.10) and Java 17+ (plus mvn, or STAIR_ES_MAVEN_URL, for the engine download).
+# Needs python3 (>= 3.10) and Java 21+ for OpenSearch 3 (Java 17 runs the 2.19 and ES 7 nodes; plus mvn, or STAIR_ES_MAVEN_URL, for the engine download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -25,7 +25,7 @@ setup() {  # $1: pip extras ("" for the runtime only)
     python -m pip install -q -e .
   fi
   if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ] && [ ! -d /usr/lib/jvm ]; then
-    echo "error: Java 17+ is needed for the local engine (e.g. apt-get install openjdk-17-jre-headless)" >&2
+    echo "error: Java 21+ is needed for the local engine, OpenSearch 3 (e.g. a Temurin or OpenJDK 21+ JDK under /usr/lib/jvm)" >&2
     exit 4
   fi
 }
@@ -48,17 +48,22 @@ case "${1:-}" in
       python -m pytest -m "not gpu" "$@"
       exit 0
     fi
-    # the same integration tests run on a local OpenSearch node and a local Elasticsearch node
+    # the same integration tests run on local OpenSearch 3.x (default) and 2.x nodes and a local
+    # Elasticsearch node
     OS_PORT="${STAIR_ES_TEST_PORT:-9250}"
+    OS2_PORT="${STAIR_ES_TEST_OS2_PORT:-9255}"
     ES_PORT="${STAIR_ES_TEST_ES_PORT:-9260}"
     # fresh data folders: tests never see indexes left by an earlier run (the engine binaries stay cached)
     DATA="$(mktemp -d "${TMPDIR:-/tmp}/stair-es-test-data.XXXXXX")"
     chmod 755 "$DATA"  # the node may run as the unprivileged stair-es user
-    trap 'stair-es engine down --port "$OS_PORT" || true; stair-es engine down --port "$ES_PORT" || true; rm -rf "$DATA"' EXIT
+    trap 'for p in "$OS_PORT" "$OS2_PORT" "$ES_PORT"; do stair-es engine down --port "$p" || true; done; rm -rf "$DATA"' EXIT
     stair-es engine up --port "$OS_PORT" --data-dir "$DATA/opensearch"
+    stair-es engine up --version 2.19.6 --port "$OS2_PORT" --data-dir "$DATA/opensearch2"
     stair-es engine up --engine elasticsearch --port "$ES_PORT" --data-dir "$DATA/elasticsearch"
     echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
+    echo "== pytest: integration on OpenSearch 2.19 (http://127.0.0.1:$OS2_PORT)"
+    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu" integration_tests "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu" integration_tests "$@"
     ;;

@@ -42,6 +42,29 @@ def truncate_9bit(weights: np.ndarray | float) -> np.ndarray:
     return ((bits >> np.uint32(15)) << np.uint32(15)).view(np.float32)
 
 
+def shift_weights(weights: np.ndarray, shift: int) -> np.ndarray:
+    """``weights * 2**-shift`` as float32, exactly (a power of two moves only the exponent).
+
+    Why: the engine stores a weight's top 16 float bits (8 exponent, 8 mantissa) as a term frequency,
+    and Lucene bit-packs frequencies without an offset, so weights near 1 (exponent 127) cost ~16
+    bits each. Shifted down to the smallest normal exponents the same 9 significant bits cost ~12.
+    A query boost times ``2**shift`` (:func:`unshift_weight`) gives back the same scores bit for bit.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    return np.ldexp(w, -shift).astype(np.float32) if shift else w
+
+
+def unshift_weight(value: float, shift: int) -> float:
+    """Inverse of :func:`shift_weights` for one float32 value (query boosts, stored values read
+    back from explanations, whose JSON decimals are rounded to float32 first so they are exact)."""
+    return float(np.ldexp(np.float64(np.float32(value)), shift)) if shift else float(value)
+
+
+def min_storable_weight(shift: int = 0) -> float:
+    """The smallest weight an index with ``shift`` can store (``Float.MIN_NORMAL * 2**shift``)."""
+    return float(np.ldexp(np.float64(FLOAT_MIN_NORMAL), shift))
+
+
 def storable_mask(weights: np.ndarray) -> np.ndarray:
     """True where the engine accepts the weight: finite and >= Float.MIN_NORMAL."""
     w = np.asarray(weights, dtype=np.float32)

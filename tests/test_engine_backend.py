@@ -85,6 +85,28 @@ def test_index_body_and_meta_round_trip() -> None:
         index_body("opensearch", model, token_field_type="sparse_vector")
 
 
+def test_compact_indexes_record_their_weight_shift() -> None:
+    from stair_es.engine.mappings import COMPACT_WEIGHT_SHIFT
+
+    model = ModelMeta("stair-tiny", "ab12" * 16)
+    # tokens in _source: weights stay readable there, so no shift; out of _source: compact
+    assert parse_meta("i", index_body("opensearch", model)["mappings"]).weight_shift == 0
+    compact = parse_meta("i", index_body("opensearch", model, tokens_in_source=False)["mappings"])
+    assert compact.weight_shift == COMPACT_WEIGHT_SHIFT
+    off = index_body("opensearch", model, tokens_in_source=False, weight_shift=0)
+    assert parse_meta("i", off["mappings"]).weight_shift == 0
+    # indexes made before the shift existed have no key: plain weights
+    old = index_body("opensearch", model, tokens_in_source=False)["mappings"]
+    del old["_meta"]["stair_es"]["weight_shift"]
+    assert parse_meta("i", old).weight_shift == 0
+    es = index_body("elasticsearch", model, token_field_type="sparse_vector", tokens_in_source=False)
+    assert parse_meta("i", es["mappings"]).weight_shift == 0
+    with pytest.raises(UsageError, match="rank_features"):
+        index_body("elasticsearch", model, token_field_type="sparse_vector", weight_shift=112)
+    with pytest.raises(UsageError, match="weight_shift"):
+        index_body("opensearch", model, weight_shift=121)
+
+
 def test_compat_mimetype_rewrite() -> None:
     v9 = "application/vnd.elasticsearch+json; compatible-with=9"
     assert compat_mimetype(v9, 8) == "application/vnd.elasticsearch+json; compatible-with=8"

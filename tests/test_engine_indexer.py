@@ -27,6 +27,12 @@ class FakeIndices:
     def get_settings(self, index: str) -> dict:
         return {index: {"settings": {"index": dict(self.settings)}}}
 
+    def exists(self, index: str) -> bool:
+        return index != "missing"
+
+    def get_mapping(self, index: str) -> dict:
+        return {index: {"mappings": {}}}  # no stair-es _meta: the indexer stores plain weights
+
     def put_settings(self, index: str, body: dict) -> dict:
         self.history.append(dict(body["index"]))
         self.settings.update(body["index"])
@@ -214,3 +220,31 @@ def test_short_weights_are_stored_exactly_like_the_originals() -> None:
     short = np.asarray(short_storable_weights(w))
     assert np.array_equal(truncate_9bit(short.astype(np.float32)), truncate_9bit(w))
     assert np.mean([len(repr(float(x))) for x in short]) < 8  # vs ~19 characters for a raw float
+
+
+def test_a_compact_index_gets_shifted_weights_and_drops_what_it_cannot_store() -> None:
+    from stair_es.engine.indexer import IndexSummary
+    from stair_es.engine.mappings import ModelMeta, index_body, parse_meta
+    from stair_es.sparse import min_storable_weight, truncate_9bit
+
+    meta = parse_meta("i", index_body("opensearch", ModelMeta("m", "v"), tokens_in_source=False)["mappings"])
+    indexer = Indexer(FakeBackend(FakeBulkClient()), "i")
+    indexer.resolve_weight_shift(meta)
+    summary = IndexSummary("i")
+    floor = min_storable_weight(meta.weight_shift)
+    _, source = indexer.prepare(Document(image_tokens={"dog": 1.3, "flea": floor / 3}, caption="x"), summary)
+    assert list(source["image_tokens"]) == ["dog"] and summary.dropped_weights == 1
+    stored = np.float32(source["image_tokens"]["dog"])
+    assert truncate_9bit(stored) == truncate_9bit(np.float32(1.3 * 2.0**-meta.weight_shift))
+    indexer.resolve_weight_shift(None)  # an index without stair-es metadata: plain weights
+    _, plain = indexer.prepare(Document(image_tokens={"dog": 1.3}, caption="x"), summary)
+    assert plain["image_tokens"] == {"dog": 1.3}
+
+
+def test_indexing_into_a_missing_index_is_refused_instead_of_auto_created() -> None:
+    from stair_es.errors import EngineError
+
+    client = FakeBulkClient()
+    with pytest.raises(EngineError, match="does not exist: create it first"):
+        Indexer(FakeBackend(client), "missing").index_documents(docs(3))
+    assert client.requests == []

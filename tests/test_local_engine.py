@@ -29,6 +29,15 @@ def test_opensearch_3_needs_java_21() -> None:
     assert get_distribution("opensearch", "3.3.0").min_java == 21
 
 
+@pytest.mark.parametrize(("version", "suffix"), [("3.8.0", "ModulePlugin"), ("2.19.6", "Plugin")])
+def test_module_plugin_classes_follow_the_3_0_rename(version: str, suffix: str) -> None:
+    # 3.0 renamed MapperExtrasPlugin -> MapperExtrasModulePlugin (same for analysis-common); a node
+    # given the old name dies at start-up with ClassNotFoundException
+    dist = get_distribution("opensearch", version)
+    assert dist.core.sha256 and all(m.jar.sha256 for m in dist.modules)
+    assert all(m.classname.endswith(suffix) for m in dist.modules)
+
+
 def test_verify_rejects_wrong_bytes(tmp_path: Path) -> None:
     f = tmp_path / "x.jar"
     f.write_bytes(b"hello")

@@ -200,3 +200,43 @@ def test_explanations_parse_the_engines_linear_clauses() -> None:
     assert [(r.token, r.contribution) for r in rows] == [("dog", 3.0), ("u.s.", 0.69921875)]
     # the _source path gives the same rows, using the engine's 9-bit stored weights
     assert explain(query, {"dog": 1.5, "u%2Es%2E": 0.7}) == rows
+
+
+def test_compact_index_queries_carry_the_shift_in_their_boosts() -> None:
+    from stair_es.sparse import shift_weights, truncate_9bit
+
+    q = vec(30)
+    plain = build_query(q, ["image_tokens"], mode="exact").body
+    compact = build_query(q, ["image_tokens"], mode="exact", weight_shift=112).body
+    for a, b in zip(should_clauses(plain), should_clauses(compact), strict=True):
+        assert b["rank_feature"]["boost"] == a["rank_feature"]["boost"] * 2.0**112
+        assert a["rank_feature"]["field"] == b["rank_feature"]["field"]
+    # engine arithmetic (float32): boost x stored value is the same float on both indexes
+    d = np.float32(0.7071)
+    stored_plain, stored_compact = truncate_9bit(d), truncate_9bit(shift_weights(np.array([d]), 112))[0]
+    boost_plain = np.float32(should_clauses(plain)[0]["rank_feature"]["boost"])
+    boost_compact = np.float32(should_clauses(compact)[0]["rank_feature"]["boost"])
+    assert boost_plain * stored_plain == boost_compact * stored_compact
+    two = build_query(q, ["image_tokens"], mode="two_phase", weight_shift=112).body
+    rescore = two["rescore"]["query"]["rescore_query"]["bool"]["should"]
+    assert rescore[0]["rank_feature"]["boost"] == should_clauses(plain)[0]["rank_feature"]["boost"] * 2.0**112
+    with pytest.raises(ValueError, match="compact index"):
+        build_query(q, ["image_tokens"], mode="native", weight_shift=112)
+
+
+def test_explanations_undo_the_compact_shift() -> None:
+    from stair_es.engine.search import explain, explain_from_engine
+
+    stored = 1.5 * 2.0**-112
+    tree = {
+        "value": 3.0 * 2.0**-112 * 2.0**112,
+        "description": "Linear function on the image_tokens field for the dog feature, computed as w * S from:",
+        "details": [
+            {"value": 2.0 * 2.0**112, "description": "w, weight of this function", "details": []},
+            {"value": stored, "description": "S, feature value", "details": []},
+        ],
+    }
+    query = SparseVector.from_dict({"dog": 2.0})
+    _, rows = explain_from_engine(query, tree, ["image_tokens"], weight_shift=112)
+    assert [(r.token, r.doc_weight, r.contribution) for r in rows] == [("dog", 1.5, 3.0)]
+    assert explain(query, {"dog": stored}, weight_shift=112) == rows

@@ -71,3 +71,22 @@ def test_features_view_escapes_and_filters() -> None:
     v = SparseVector.from_dict({"u.s.": 1.0, "x": -2.0})
     assert v.to_features() == {"u%2Es%2E": 1.0}
     assert SparseVector.from_features(v.to_features()).tokens == ("u.s.",)
+
+
+def test_shifted_weights_keep_the_same_nine_bits_in_fewer_frequency_bits() -> None:
+    from stair_es.sparse import min_storable_weight, shift_weights, unshift_weight
+
+    rng = np.random.default_rng(3)
+    w = rng.lognormal(-1.0, 1.5, 5000).astype(np.float32)
+    w = w[w >= min_storable_weight(112)]
+    shifted = shift_weights(w, 112)
+    # what the engine keeps of a shifted weight is exactly the shifted 9-bit weight
+    assert np.array_equal(truncate_9bit(shifted), shift_weights(truncate_9bit(w), 112))
+    assert storable_mask(shifted).all()
+    assert [unshift_weight(float(s), 112) for s in truncate_9bit(shifted)] == truncate_9bit(w).tolist()
+    # the term frequency the engine writes is the float's top 16 bits: ~16 bits plain, ~12 shifted
+    freq = lambda x: (np.asarray(x, np.float32).view(np.uint32) >> 15).max()  # noqa: E731
+    assert int(freq(w[w < 4])).bit_length() == 16
+    assert int(freq(shift_weights(w[w < 4], 112))).bit_length() <= 13
+    assert min_storable_weight(0) == float(np.finfo(np.float32).tiny)
+    assert not storable_mask(shift_weights(np.array([min_storable_weight(112) / 2], np.float32), 112)).any()

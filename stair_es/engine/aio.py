@@ -15,11 +15,11 @@ from typing import Any
 
 from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, detect
 from stair_es.engine.config import ConnectionConfig
-from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary
+from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
 from stair_es.engine.mappings import IndexMeta, parse_meta
 from stair_es.engine.query import QueryOptions
 from stair_es.engine.search import Encoder, Searcher, SearchResult
-from stair_es.errors import EngineError, require
+from stair_es.errors import EngineError, ModelError, require
 
 
 class AsyncBackend:
@@ -94,8 +94,11 @@ class AsyncBackend:
             and any("neural-search" in p for p in self._plugins)
         )
 
+    async def index_exists(self, index: str) -> bool:
+        return bool(await self._call(f"checking index '{index}'", self.client.indices.exists(index=index)))
+
     async def index_meta(self, index: str) -> IndexMeta:
-        if not await self._call(f"checking index '{index}'", self.client.indices.exists(index=index)):
+        if not await self.index_exists(index):
             raise EngineError(f"index '{index}' does not exist on {self.info.describe()}")
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
         return parse_meta(index, next(iter(resp.values())).get("mappings") or {})
@@ -189,6 +192,13 @@ class AsyncIndexer(Indexer):
         self, docs: Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]]
     ) -> IndexSummary:
         backend: AsyncBackend = self.backend  # type: ignore[assignment]
+        if not await backend.index_exists(self.index):
+            raise missing_index(self.index)
+        try:
+            meta: IndexMeta | None = await backend.index_meta(self.index)
+        except ModelError:  # not created by stair-es: plain weights
+            meta = None
+        self.resolve_weight_shift(meta)
         run = BulkRun(self)
         relaxed: dict[str, Any] | None = None
 

@@ -219,6 +219,7 @@ class Backend:
         tokens_in_source: bool = True,
         extra_settings: Mapping[str, Any] | None = None,
         exist_ok: bool = False,
+        weight_shift: int | None = None,
     ) -> dict[str, Any]:
         """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model."""
         if self.index_exists(index):
@@ -239,6 +240,7 @@ class Backend:
             token_field_type=token_field_type,
             tokens_in_source=tokens_in_source,
             extra_settings=extra_settings,
+            weight_shift=weight_shift,
         )
         return self._call(f"creating index '{index}'", self.client.indices.create, index=index, body=body)
 

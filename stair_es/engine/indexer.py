@@ -20,8 +20,16 @@ from typing import IO, Any
 import numpy as np
 
 from stair_es.engine.backend import Backend
-from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD
-from stair_es.sparse import SparseVector, encode_feature_name, storable_mask, truncate_9bit
+from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
+from stair_es.errors import EngineError, ModelError
+from stair_es.sparse import (
+    SparseVector,
+    encode_feature_name,
+    min_storable_weight,
+    shift_weights,
+    storable_mask,
+    truncate_9bit,
+)
 
 META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
 
@@ -130,6 +138,14 @@ def document_id(doc: Document, source: Mapping[str, Any]) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
+def missing_index(index: str) -> EngineError:
+    # the engine would auto-create it with dynamic mappings: floats, not rank_features, and no _meta
+    return EngineError(
+        f"index '{index}' does not exist: create it first (stair-es index creates it; in Python "
+        "Backend.create_index), or the engine would guess a mapping without rank_features"
+    )
+
+
 @dataclass(frozen=True)
 class IndexerOptions:
     """Chunking, retries, pruning and bulk-load settings.
@@ -208,6 +224,23 @@ class Indexer:
         self.index = index
         self.failures_path = Path(failures_path) if failures_path else None
         self.options = options or IndexerOptions()
+        # the index's _meta.stair_es.weight_shift, read when a load starts (resolve_weight_shift)
+        self.weight_shift = 0
+
+    def resolve_weight_shift(self, meta: IndexMeta | None) -> None:
+        """Store weights the way the index expects (a compact index keeps them times 2**-shift).
+
+        ``None`` (an index not made by stair-es) means plain weights.
+        """
+        self.weight_shift = meta.weight_shift if meta is not None else 0
+
+    def _index_meta(self) -> IndexMeta | None:
+        if not self.backend.index_exists(self.index):
+            raise missing_index(self.index)
+        try:
+            return self.backend.index_meta(self.index)
+        except ModelError:  # not created by stair-es: its mapping is the caller's business
+            return None
 
     # preparation ------------------------------------------------------------------------------
     def prepare(self, doc: Document | Mapping[str, Any], summary: IndexSummary) -> tuple[str, dict[str, Any]]:
@@ -224,6 +257,9 @@ class Indexer:
             (TEXT_FIELD, doc.text_tokens, "text"),
         ):
             vec, dropped = _clean(tokens)
+            if vec is not None and self.weight_shift:  # below the shifted index's smallest weight
+                storable = vec.prune(min_weight=min_storable_weight(self.weight_shift))
+                dropped, vec = dropped + len(vec) - len(storable), storable
             summary.dropped_weights += dropped
             if vec is None or len(vec) == 0:
                 continue
@@ -232,7 +268,7 @@ class Indexer:
             source[name] = dict(
                 zip(
                     map(encode_feature_name, pruned.tokens),
-                    short_storable_weights(pruned.weights),
+                    short_storable_weights(shift_weights(pruned.weights, self.weight_shift)),
                     strict=True,
                 )
             )
@@ -268,6 +304,7 @@ class Indexer:
 
     def index_documents(self, docs: Iterable[Document | Mapping[str, Any]]) -> IndexSummary:
         """Index everything in ``docs``; returns counts that add up (see :class:`IndexSummary`)."""
+        self.resolve_weight_shift(self._index_meta())
         run = BulkRun(self)
         relaxed: dict[str, Any] | None = None
 

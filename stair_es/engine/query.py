@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stair_es.sparse import SparseVector, encode_feature_name
+from stair_es.sparse import SparseVector, encode_feature_name, unshift_weight
 
 MODES = ("exact", "two_phase", "hybrid", "native", "bm25")
 DSL_QUERY_TYPES = frozenset(
@@ -88,25 +88,36 @@ def clause_budget(options: QueryOptions, engine_limit: int, reserved: int, n_fie
 
 
 def sparse_clauses(
-    field_name: str, vec: SparseVector, field_type: str = "rank_features"
+    field_name: str, vec: SparseVector, field_type: str = "rank_features", weight_shift: int = 0
 ) -> list[dict[str, Any]]:
-    """One linear clause per token (``term`` clauses on ES ``sparse_vector`` fields: same score)."""
+    """One linear clause per token (``term`` clauses on ES ``sparse_vector`` fields: same score).
+
+    On a compact index (weights stored times 2**-shift) the boost is the query weight times
+    2**shift: both factors are exact powers of two apart, so every product, and the score, is the
+    same float as on an unshifted index.
+    """
     if field_type == "sparse_vector":
         return [
             {"term": {field_name: {"value": encode_feature_name(t), "boost": float(w)}}}
             for t, w in zip(vec.tokens, vec.weights, strict=False)
         ]
     return [
-        {"rank_feature": {"field": f"{field_name}.{encode_feature_name(t)}", "linear": {}, "boost": float(w)}}
+        {
+            "rank_feature": {
+                "field": f"{field_name}.{encode_feature_name(t)}",
+                "linear": {},
+                "boost": unshift_weight(w, weight_shift),
+            }
+        }
         for t, w in zip(vec.tokens, vec.weights, strict=False)
     ]
 
 
 def dot_product_query(
-    fields: Sequence[str], vec: SparseVector, field_type: str = "rank_features"
+    fields: Sequence[str], vec: SparseVector, field_type: str = "rank_features", weight_shift: int = 0
 ) -> dict[str, Any]:
     """Exact dot product against one token field, or the best of several (``dis_max``)."""
-    per_field = [{"bool": {"should": sparse_clauses(f, vec, field_type)}} for f in fields]
+    per_field = [{"bool": {"should": sparse_clauses(f, vec, field_type, weight_shift)}} for f in fields]
     if len(per_field) == 1:
         return per_field[0]
     return {"dis_max": {"queries": per_field, "tie_breaker": 0.0}}
@@ -176,11 +187,21 @@ def build_query(
     field_type: str = "rank_features",
     distribution: str = "opensearch",
     source: Any = True,
+    weight_shift: int = 0,
 ) -> QueryPlan:
-    """The search body for ``mode`` (see :data:`MODES`) with pruning, filters and pagination."""
+    """The search body for ``mode`` (see :data:`MODES`) with pruning, filters and pagination.
+
+    ``weight_shift`` is the index's ``_meta.stair_es.weight_shift`` (compact indexes store weights
+    times 2**-shift); boosts are scaled back so scores stay the plain dot product.
+    """
     options = options or QueryOptions()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "native" and weight_shift:
+        raise ValueError(
+            "mode 'native' cannot search a compact index (weights stored times 2**-shift; native "
+            "queries cap their weights): use mode 'exact' (same scores)"
+        )
     if size < 0 or from_ < 0:
         raise ValueError("size and from must be >= 0")
     if mode in ("hybrid", "bm25") and not caption:
@@ -210,9 +231,9 @@ def build_query(
         query, plan.score_scale = native_query(fields, used, distribution)
         body["query"] = _with_filters(query, filters)
     elif mode == "exact":
-        body["query"] = _with_filters(dot_product_query(fields, used, field_type), filters)
+        body["query"] = _with_filters(dot_product_query(fields, used, field_type, weight_shift), filters)
     elif mode == "hybrid":
-        sparse = dot_product_query(fields, used, field_type)
+        sparse = dot_product_query(fields, used, field_type, weight_shift)
         if options.sparse_weight != 1.0:
             sparse = _boosted(sparse, options.sparse_weight)
         body["query"] = _with_filters({"bool": {"should": [sparse, bm25]}}, filters)
@@ -222,12 +243,12 @@ def build_query(
         window = min(max(options.window_factor * (from_ + size), options.min_window), options.max_window)
         window = max(window, from_ + size)
         plan.window = window
-        body["query"] = _with_filters(dot_product_query(fields, phase1, field_type), filters)
+        body["query"] = _with_filters(dot_product_query(fields, phase1, field_type, weight_shift), filters)
         if len(phase1) < len(used):
             body["rescore"] = {
                 "window_size": window,
                 "query": {
-                    "rescore_query": dot_product_query(fields, used, field_type),
+                    "rescore_query": dot_product_query(fields, used, field_type, weight_shift),
                     "query_weight": 0.0,
                     "rescore_query_weight": 1.0,
                     "score_mode": "total",

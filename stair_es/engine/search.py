@@ -19,7 +19,7 @@ from stair_es.engine.backend import Backend
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
 from stair_es.errors import EngineError, UsageError
-from stair_es.sparse import SparseVector, decode_feature_name, truncate_9bit
+from stair_es.sparse import SparseVector, decode_feature_name, truncate_9bit, unshift_weight
 
 TARGETS = {"image": (IMAGE_FIELD,), "text": (TEXT_FIELD,), "both": (IMAGE_FIELD, TEXT_FIELD)}
 
@@ -87,15 +87,17 @@ class SearchResult:
         }
 
 
-def explain(query: SparseVector, doc_features: Mapping[str, float]) -> list[TokenContribution]:
+def explain(
+    query: SparseVector, doc_features: Mapping[str, float], weight_shift: int = 0
+) -> list[TokenContribution]:
     """Matched tokens with query weight x stored document weight, largest first."""
     doc = {decode_feature_name(k): float(v) for k, v in doc_features.items()}
     rows = []
     for token, qw in zip(query.tokens, query.weights.tolist(), strict=False):
         if token in doc:
-            dw = float(truncate_9bit(doc[token]))
+            dw = unshift_weight(float(truncate_9bit(doc[token])), weight_shift)
             rows.append(TokenContribution(token, float(qw), dw, float(qw) * dw))
-    rows.sort(key=lambda r: -r.contribution)
+    rows.sort(key=lambda r: (-r.contribution, r.token))  # ties by token: stable output
     return rows
 
 
@@ -103,12 +105,12 @@ _LINEAR_RE = re.compile(r"^Linear function on the (\S+) field for the (.+) featu
 
 
 def explain_from_engine(
-    query: SparseVector, explanation: Mapping[str, Any], fields: Sequence[str]
+    query: SparseVector, explanation: Mapping[str, Any], fields: Sequence[str], weight_shift: int = 0
 ) -> tuple[str | None, list[TokenContribution]]:
     """Contributions from the engine's ``_explanation`` (used when token maps are not in ``_source``).
 
-    Reads each ``linear`` clause's stored feature value S and multiplies by our query weight, so the
-    result does not depend on how a version nests boosts in the tree.
+    Reads each ``linear`` clause's stored feature value S (times 2**weight_shift on a compact index)
+    and multiplies by our query weight, so the result does not depend on how a version nests boosts.
     """
     weights = dict(zip(query.tokens, query.weights.tolist(), strict=True))
     per_field: dict[str, dict[str, float]] = {f: {} for f in fields}
@@ -126,7 +128,9 @@ def explain_from_engine(
                 None,
             )
             if stored is not None:
-                per_field[match.group(1)][decode_feature_name(match.group(2))] = float(stored)
+                per_field[match.group(1)][decode_feature_name(match.group(2))] = unshift_weight(
+                    float(stored), weight_shift
+                )
             continue
         stack.extend(node.get("details") or [])
     best_field, best = None, []
@@ -134,7 +138,7 @@ def explain_from_engine(
         rows = [
             TokenContribution(t, weights[t], s, weights[t] * s) for t, s in stored.items() if t in weights
         ]
-        rows.sort(key=lambda r: -r.contribution)
+        rows.sort(key=lambda r: (-r.contribution, r.token))  # ties by token: stable output
         if rows and sum(r.contribution for r in rows) > sum(r.contribution for r in best):
             best_field, best = name, rows
     return best_field, best
@@ -214,6 +218,7 @@ class Searcher:
             field_type=self.meta.token_field_type,
             distribution=self.backend.distribution,
             source=source,
+            weight_shift=self.meta.weight_shift,
         )
         if explain and mode != "bm25" and not self.meta.tokens_in_source:
             plan.body["explain"] = True  # token maps are not stored in _source: ask the engine
@@ -247,12 +252,14 @@ class Searcher:
         token_maps = {f: source.pop(f, None) for f in (IMAGE_FIELD, TEXT_FIELD)}
         hit = Hit(id=str(raw["_id"]), score=float(raw.get("_score") or 0.0) * plan.score_scale, source=source)
         if with_explanation and plan.mode != "bm25" and "_explanation" in raw:
-            hit.field, hit.explanation = explain_from_engine(plan.used, raw["_explanation"], plan.fields)
+            hit.field, hit.explanation = explain_from_engine(
+                plan.used, raw["_explanation"], plan.fields, self.meta.weight_shift
+            )
         elif with_explanation and plan.mode != "bm25":
             best: list[TokenContribution] = []
             for name in plan.fields:
                 if token_maps.get(name):
-                    rows = explain(plan.used, token_maps[name])
+                    rows = explain(plan.used, token_maps[name], self.meta.weight_shift)
                     if hit.field is None or sum(r.contribution for r in rows) > sum(
                         r.contribution for r in best
                     ):
@@ -262,6 +269,11 @@ class Searcher:
 
     def _require_native(self) -> None:
         backend = self.backend
+        if self.meta.weight_shift:
+            raise UsageError(
+                f"index '{self.index}' is compact (weights stored times 2**-{self.meta.weight_shift}), "
+                "which native sparse queries cannot undo: use mode 'exact' (same scores)"
+            )
         if backend.distribution == "opensearch":
             if not backend.has_neural_sparse:
                 raise EngineError(

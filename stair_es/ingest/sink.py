@@ -33,10 +33,13 @@ class Sink(Protocol):
 class EngineSink:
     """Bulk-loads into an index; per-document engine failures come back with their reasons."""
 
-    def __init__(self, backend: Any, index: str, options: IndexerOptions | None = None) -> None:
+    def __init__(
+        self, backend: Any, index: str, options: IndexerOptions | None = None, compact: bool = False
+    ) -> None:
         self.backend = backend
         self.name = index
         self.options = options or IndexerOptions()
+        self.compact = compact  # a new index keeps tokens out of _source, weights shifted
         self._can_have_docs = True
 
     def prepare(self, model_id: str, vocab_hash: str, vocab_size: int | None, recreate: bool) -> str:
@@ -57,7 +60,7 @@ class EngineSink:
             self.backend.refresh(self.name)  # a killed run may have left docs unrefreshed
             return "existing"
         try:
-            self.backend.create_index(self.name, meta)
+            self.backend.create_index(self.name, meta, tokens_in_source=not self.compact)
         except EngineError:
             if not self.backend.index_exists(self.name):
                 raise

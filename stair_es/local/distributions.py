@@ -100,6 +100,8 @@ class Distribution:
 def _opensearch(version: str, pins: dict[str, str] | None = None, min_java: int = 11) -> Distribution:
     pins = pins or {}
     plugin = "org.opensearch.plugin"
+    # 3.0 renamed the module plugin classes (same modules, same artifacts)
+    suffix = "ModulePlugin" if int(version.split(".")[0]) >= 3 else "Plugin"
 
     def jar(name: str) -> Artifact:
         return Artifact(plugin, name, version, sha256=pins.get(name))
@@ -113,7 +115,7 @@ def _opensearch(version: str, pins: dict[str, str] | None = None, min_java: int 
         modules=(
             Module(
                 "mapper-extras",
-                "org.opensearch.index.mapper.MapperExtrasPlugin",
+                f"org.opensearch.index.mapper.MapperExtras{suffix}",
                 jar("mapper-extras-client"),
                 "Adds advanced field mappers (rank_features, scaled_float, ...)",
             ),
@@ -121,7 +123,7 @@ def _opensearch(version: str, pins: dict[str, str] | None = None, min_java: int 
             # scripts; without painless that hook is never loaded, so it stands alone here.
             Module(
                 "analysis-common",
-                "org.opensearch.analysis.common.CommonAnalysisPlugin",
+                f"org.opensearch.analysis.common.CommonAnalysis{suffix}",
                 jar("analysis-common"),
                 "Adds analyzers, tokenizers and filters (english, ...)",
             ),
@@ -166,14 +168,24 @@ def _elasticsearch(version: str, pins: dict[str, str] | None = None) -> Distribu
     )
 
 
-DEFAULT_OPENSEARCH_VERSION = "2.19.6"
+# 3.8 (Lucene 10.5, Java 21+) is the default: on our benchmark its exact sparse queries are 3-8x
+# faster than 2.19's (Lucene 9.12). 2.19.6, the last 2.x line, stays tested in CI.
+DEFAULT_OPENSEARCH_VERSION = "3.8.0"
+PREVIOUS_OPENSEARCH_VERSION = "2.19.6"
 DEFAULT_ELASTICSEARCH_VERSION = "7.17.29"
 
-# Pinned bytes of the tested release: a changed artifact is refused, not trusted.
-_PINS_2_19_6 = {
-    "opensearch": "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
-    "mapper-extras-client": "4a486870432b71a190dca3aaba91f1fba58837e4a4146b2982e8a938164a9a34",
-    "analysis-common": "187378844d92a043b935038f9ae168f7812f686b1c1c7128f8b97731baff8a1a",
+# Pinned bytes of the tested releases: a changed artifact is refused, not trusted.
+_OPENSEARCH_PINS = {
+    "3.8.0": {
+        "opensearch": "196c3cf4602c394f2e40e6174ccbf2a924eae37246f08fa6bbb6b75f9fd5ff1f",
+        "mapper-extras-client": "dde7a9f69ccd3ae4bb5229e8f52d0b8c81bbde65443ca3eaa472c81bd7dff43d",
+        "analysis-common": "5747fdbd1ee111427f447aa1a237407afc1a202e6d9d8e894dd427d6a7538aeb",
+    },
+    "2.19.6": {
+        "opensearch": "71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
+        "mapper-extras-client": "4a486870432b71a190dca3aaba91f1fba58837e4a4146b2982e8a938164a9a34",
+        "analysis-common": "187378844d92a043b935038f9ae168f7812f686b1c1c7128f8b97731baff8a1a",
+    },
 }
 
 
@@ -187,7 +199,7 @@ def get_distribution(engine: str = "opensearch", version: str | None = None) -> 
     """The distribution to assemble; unpinned versions are still verified against Maven's SHA-1."""
     if engine == "opensearch":
         version = version or DEFAULT_OPENSEARCH_VERSION
-        pins = _PINS_2_19_6 if version == "2.19.6" else None
+        pins = _OPENSEARCH_PINS.get(version)
         major = int(version.split(".")[0])
         return _opensearch(version, pins, min_java=21 if major >= 3 else 11)
     if engine == "elasticsearch":
