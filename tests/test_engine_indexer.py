@@ -248,3 +248,39 @@ def test_indexing_into_a_missing_index_is_refused_instead_of_auto_created() -> N
     with pytest.raises(EngineError, match="does not exist: create it first"):
         Indexer(FakeBackend(client), "missing").index_documents(docs(3))
     assert client.requests == []
+
+
+def test_prefetch_keeps_order_raises_in_the_consumer_and_stops_when_closed() -> None:
+    import threading
+
+    from stair_es.engine.indexer import prefetch
+
+    assert list(prefetch(iter(range(1000)), 7)) == list(range(1000))
+
+    def broken():
+        yield 1
+        raise RuntimeError("decoder died")
+
+    got = prefetch(broken(), 4)
+    assert next(got) == 1
+    with pytest.raises(RuntimeError, match="decoder died"):
+        next(got)
+    endless = prefetch(iter(int, 1), 3)  # never ends on its own
+    assert next(endless) == 0
+    endless.close()
+    assert not any(t.name == "stair-es-bulk-prepare" for t in threading.enumerate())
+
+
+def test_user_fields_are_serialized_like_the_clients_do_and_bad_ones_are_skipped(tmp_path: Path) -> None:
+    import datetime
+
+    client = FakeBulkClient()
+    good = Document(
+        image_tokens={"a": 1.0}, id="g", user={"n": np.int64(3), "when": datetime.date(2026, 1, 2)}
+    )
+    bad = Document(image_tokens={"a": 1.0}, id="b", user={"obj": object()})
+    failures = tmp_path / "f.jsonl"
+    summary = Indexer(FakeBackend(client), "i", failures_path=failures).index_documents([good, bad])
+    assert (summary.indexed, summary.skipped, summary.total) == (1, 1, 2)
+    assert client.stored["g"]["user"] == {"n": 3, "when": "2026-01-02"}
+    assert "not JSON serializable" in json.loads(failures.read_text())["reason"]

@@ -9,13 +9,18 @@ client; optional document-side pruning keeps the heaviest tokens. Large loads re
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import json
+import queue
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from pathlib import Path, PurePath
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +36,7 @@ from stair_es.sparse import (
     truncate_9bit,
 )
 
+T = TypeVar("T")
 META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
 
 
@@ -107,18 +113,27 @@ def short_storable_weights(weights: np.ndarray) -> list[float]:
     upper = ((bits + (1 << 15)).astype(np.uint32)).view(np.float32)  # next bucket's start
     mid = (target.astype(np.float64) + upper.astype(np.float64)) / 2
     out = w.astype(np.float64)
-    todo = np.ones(len(w), dtype=bool)
     exponent = np.floor(np.log10(mid, where=mid > 0, out=np.zeros_like(mid)))
-    for digits in range(2, 10):
-        with np.errstate(all="ignore"):  # huge weights overflow the scale; they keep their value
-            scale = 10.0 ** (digits - 1 - exponent[todo])
-            candidate = np.round(mid[todo] * scale) / scale
-        ok = truncate_9bit(candidate.astype(np.float32)) == target[todo]
-        idx = np.flatnonzero(todo)[ok]
-        out[idx] = candidate[ok]
-        todo[idx] = False
+    # 2, 3 and 4 digits for every weight at once (4 always land in the bucket for normal weights),
+    # then one digit at a time for whatever is left (huge or tiny exponents); the fewest digits win
+    first = np.arange(2, 5)[:, None]
+    with np.errstate(all="ignore"):  # huge weights overflow the scale; they keep their value
+        scale = 10.0 ** (first - 1 - exponent[None, :])
+        candidates = np.round(mid[None, :] * scale) / scale
+    ok = truncate_9bit(candidates.astype(np.float32)) == target[None, :]
+    found = ok.any(axis=0)
+    out[found] = candidates[ok.argmax(axis=0), np.arange(len(w))][found]
+    todo = ~found
+    for digits in range(5, 10):
         if not todo.any():
             break
+        with np.errstate(all="ignore"):
+            scale = 10.0 ** (digits - 1 - exponent[todo])
+            candidate = np.round(mid[todo] * scale) / scale
+        ok1 = truncate_9bit(candidate.astype(np.float32)) == target[todo]
+        idx = np.flatnonzero(todo)[ok1]
+        out[idx] = candidate[ok1]
+        todo[idx] = False
     return out.tolist()
 
 
@@ -152,7 +167,9 @@ class IndexerOptions:
 
     ``max_chunk_bytes`` caps the request body (Elastic's advice: a few MB, never hundreds).
     ``relax_after``: once this many documents have been queued, refresh is disabled and replicas set
-    to 0 until the load ends (``None`` never relaxes).
+    to 0 until the load ends (``None`` never relaxes). ``prepare_ahead``: documents are prepared and
+    serialized in a background thread up to this many ahead of the bulk requests, so that Python
+    work overlaps the engine's (0: in line, one thread).
     """
 
     chunk_size: int = 500
@@ -165,6 +182,7 @@ class IndexerOptions:
     mass: float | None = None
     relax_after: int | None = 5_000
     refresh_at_end: bool = True
+    prepare_ahead: int = 2_000
 
 
 @dataclass
@@ -318,10 +336,13 @@ class Indexer:
                     relaxed = self._relax()
                 yield action
 
+        ahead = self.options.prepare_ahead
+        source = prefetch(actions(), ahead) if ahead else actions()
         try:
-            for ok, item in self.backend.streaming_bulk(actions(), **self.bulk_kwargs()):
+            for ok, item in self.backend.streaming_bulk(source, **self.bulk_kwargs()):
                 run.handle(ok, item)
         finally:
+            source.close()  # stops and joins the preparing thread before settings are restored
             if relaxed is not None:
                 self._restore(relaxed)
             run.close()
@@ -353,16 +374,18 @@ class BulkRun:
         self.summary = IndexSummary(index=indexer.index, failures_path=str(path) if path else None)
         self.in_flight: dict[str, dict[str, Any]] = {}
         self._failures: IO[str] | None = None
+        self._lock = threading.Lock()
         self._start = time.perf_counter()
 
     def record(self, entry: dict[str, Any]) -> None:
         path = self.indexer.failures_path
         if path is None:
             return
-        if self._failures is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._failures = path.open("w", encoding="utf-8")
-        self._failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        with self._lock:  # the preparing thread and the bulk loop both report
+            if self._failures is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._failures = path.open("w", encoding="utf-8")
+            self._failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
     def action(self, doc: Any) -> dict[str, Any] | None:
         """The bulk action for ``doc``, or None (counted as skipped, reason recorded)."""
@@ -374,8 +397,14 @@ class BulkRun:
             self.summary.skipped += 1
             self.record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
             return None
+        try:  # serialized here, off the request path; the clients pass JSON strings through
+            body = json.dumps(source, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        except (TypeError, ValueError) as exc:
+            self.summary.skipped += 1
+            self.record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+            return None
         self.in_flight[doc_id] = {"position": position, **_describe(source)}
-        return {"_op_type": "index", "_index": self.indexer.index, "_id": doc_id, "_source": source}
+        return {"_op_type": "index", "_index": self.indexer.index, "_id": doc_id, "_source": body}
 
     def should_relax(self) -> bool:
         limit = self.indexer.options.relax_after
@@ -402,6 +431,72 @@ class BulkRun:
 
     def finish(self) -> None:
         self.summary.seconds = time.perf_counter() - self._start
+
+
+def _json_default(value: Any) -> Any:
+    """What the engine clients' serializers also accept: numpy values, dates, decimals, UUIDs, paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_END = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetch(items: Iterator[T], ahead: int) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``ahead`` items in advance.
+
+    Why: preparing and serializing documents is GIL-bound Python, while a bulk request waits on the
+    engine with the GIL released; overlapping the two uses the second core. An exception in the
+    thread is raised here; closing this generator stops and joins the thread.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=max(ahead, 1))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(_Raised(exc))
+
+    thread = threading.Thread(target=work, name="stair-es-bulk-prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _describe(doc: Any) -> dict[str, Any]:

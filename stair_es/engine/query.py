@@ -10,7 +10,10 @@ query vectors are pruned (heaviest first) to stay below that cap; the pruned cou
 Two-phase mode works on any version without plugins: phase 1 scores only the heaviest tokens, then a
 ``rescore`` re-scores a window with the full query. The rescore uses ``query_weight: 0`` and
 ``rescore_query_weight: 1`` so rescored scores *equal* the exact dot product (the default weights of
-1/1 would add the phase-1 score on top).
+1/1 would add the phase-1 score on top). It pays on Lucene 9 engines (OpenSearch 2.x, Elasticsearch
+8.x): 2.75x faster than exact for 100-token queries over 200k documents on OpenSearch 2.19. Lucene 10
+(OpenSearch 3.x) skips non-competitive postings so well that exact is 8x faster there and two-phase
+gains nothing (benchmarks/search_latency.py).
 """
 
 from __future__ import annotations
