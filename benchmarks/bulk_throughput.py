@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--loop-docs", type=int, default=1_000)
     ap.add_argument("--chunk-size", type=int, default=IndexerOptions().chunk_size)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compact", action="store_true", help="compact indexes (tokens out of _source, shifted)")
     args = ap.parse_args()
 
     backend = connect()
@@ -40,7 +41,7 @@ def main() -> None:
     bulk_index, loop_index = "stair-bench-bulk", "stair-bench-loop"
     for name in (bulk_index, loop_index):
         backend.delete_index(name)
-        backend.create_index(name, MODEL)
+        backend.create_index(name, MODEL, tokens_in_source=not args.compact)
     try:
         options = IndexerOptions(chunk_size=args.chunk_size, refresh_at_end=False)
         indexer = Indexer(backend, bulk_index, options=options)
@@ -74,6 +75,7 @@ def main() -> None:
                 "loop_docs_per_s": round(loop_rate, 1),
                 "bulk_vs_loop": round(summary.docs_per_second / loop_rate, 2),
                 "chunk_size": args.chunk_size,
+                "compact": args.compact,
                 "indexed_counts": counts,
                 "note": "bulk time includes building the request bodies; the loop's bodies are prebuilt",
                 "cpu_count": os.cpu_count(),
