@@ -139,6 +139,16 @@ class SparseVector:
         return {encode_feature_name(t): float(w) for t, w in zip(self.tokens, self.weights)}
 
     # pruning -----------------------------------------------------------------------------
+    def drop(self, tokens: Iterable[str]) -> SparseVector:
+        """This vector without ``tokens`` (order kept: still heaviest first)."""
+        gone = set(tokens)
+        keep = [i for i, t in enumerate(self.tokens) if t not in gone]
+        return SparseVector(
+            tokens=tuple(self.tokens[i] for i in keep),
+            weights=self.weights[keep],
+            ids=None if self.ids is None else self.ids[keep],
+        )
+
     def prune(
         self, top_k: int | None = None, min_weight: float = 0.0, mass: float | None = None
     ) -> SparseVector:

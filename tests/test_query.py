@@ -83,18 +83,23 @@ def test_query_side_pruning_top_k_and_mass() -> None:
     assert kept.tokens == ("a", "b", "c")
 
 
-def test_two_phase_rescore_replaces_scores_with_the_full_dot_product() -> None:
+def test_two_phase_rescore_adds_the_remaining_tokens_to_the_phase1_score() -> None:
     q = vec(200)
     plan = build_query(q, ["image_tokens"], mode="two_phase", size=10, from_=20)
+    exact = should_clauses(build_query(q, ["image_tokens"], mode="exact").body)
     phase1 = should_clauses(plan.body)
     rescore = plan.body["rescore"]
-    full = rescore["query"]["rescore_query"]["bool"]["should"]
-    assert len(full) == 200 and len(phase1) == plan.phase1_tokens < 200
-    assert rescore["query"]["query_weight"] == 0.0
-    assert rescore["query"]["rescore_query_weight"] == 1.0
+    rest = rescore["query"]["rescore_query"]["bool"]["should"]
+    # phase 1 = the heaviest tokens, the rescore = all the others: together exactly the exact query
+    assert len(phase1) == plan.phase1_tokens < 200 and phase1 + rest == exact
+    assert rescore["query"]["query_weight"] == 1.0 == rescore["query"]["rescore_query_weight"]
+    assert rescore["query"]["score_mode"] == "total"
     assert rescore["window_size"] >= 30 and rescore["window_size"] == plan.window
     assert plan.body["from"] == 20
-    assert phase1 == full[: len(phase1)]  # phase 1 = the heaviest tokens
+    # with two fields the best-field max does not split into phases: full query, phase-1 score dropped
+    both = build_query(q, ["image_tokens", "text_tokens"], mode="two_phase").body["rescore"]["query"]
+    assert both["query_weight"] == 0.0
+    assert [len(d["bool"]["should"]) for d in both["rescore_query"]["dis_max"]["queries"]] == [200, 200]
 
 
 def test_phase1_tokens_ratio_and_bounds() -> None:
@@ -219,7 +224,9 @@ def test_compact_index_queries_carry_the_shift_in_their_boosts() -> None:
     assert boost_plain * stored_plain == boost_compact * stored_compact
     two = build_query(q, ["image_tokens"], mode="two_phase", weight_shift=112).body
     rescore = two["rescore"]["query"]["rescore_query"]["bool"]["should"]
-    assert rescore[0]["rank_feature"]["boost"] == should_clauses(plain)[0]["rank_feature"]["boost"] * 2.0**112
+    plain_boosts = {c["rank_feature"]["field"]: c["rank_feature"]["boost"] for c in should_clauses(plain)}
+    for clause in should_clauses(two) + rescore:
+        assert clause["rank_feature"]["boost"] == plain_boosts[clause["rank_feature"]["field"]] * 2.0**112
     with pytest.raises(ValueError, match="compact index"):
         build_query(q, ["image_tokens"], mode="native", weight_shift=112)
 

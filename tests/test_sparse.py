@@ -90,3 +90,9 @@ def test_shifted_weights_keep_the_same_nine_bits_in_fewer_frequency_bits() -> No
     assert int(freq(shift_weights(w[w < 4], 112))).bit_length() <= 13
     assert min_storable_weight(0) == float(np.finfo(np.float32).tiny)
     assert not storable_mask(shift_weights(np.array([min_storable_weight(112) / 2], np.float32), 112)).any()
+
+
+def test_drop_keeps_order_and_ids() -> None:
+    v = SparseVector.from_arrays(["a", "b", "c", "d"], [4.0, 3.0, 2.0, 1.0], [10, 11, 12, 13])
+    rest = v.drop(["b", "d", "zz"])
+    assert rest.tokens == ("a", "c") and rest.weights.tolist() == [4.0, 2.0] and rest.ids.tolist() == [10, 12]
