@@ -11,10 +11,11 @@ Two-phase mode works on any version without plugins: phase 1 scores only the hea
 ``rescore`` adds the remaining tokens' scores for a window of top documents (``score_mode: total``,
 weights 1/1), so rescored scores *equal* the exact dot product while the rescore touches only the
 light tokens. With several token fields (``dis_max``, best field) a sum of per-phase maxima is not
-the maximum of sums, so there the rescore runs the full query with ``query_weight: 0``. It pays on Lucene 9 engines (OpenSearch 2.x, Elasticsearch
-8.x): 2.75x faster than exact for 100-token queries over 200k documents on OpenSearch 2.19. Lucene 10
-(OpenSearch 3.x) skips non-competitive postings so well that exact is 8x faster there and two-phase
-gains nothing (benchmarks/search_latency.py).
+the maximum of sums, so there the rescore runs the full query with ``query_weight: 0``.
+
+For 100-token queries over 200k documents (benchmarks/search_latency.py) two-phase is 4.2x faster
+than exact on OpenSearch 2.19 (Lucene 9) but 1.5x on OpenSearch 3.8: Lucene 10 already skips
+non-competitive postings well enough that exact is 8x faster there. Top-10 overlap: 0.998.
 """
 
 from __future__ import annotations
