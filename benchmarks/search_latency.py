@@ -185,6 +185,7 @@ def main() -> None:
     text, image = profiles["text"], profiles["image"]
     result = {
         "engine": backend.info.describe(),
+        "lucene": backend.info.lucene_version,
         "docs": n_docs,
         "queries_per_profile": args.queries,
         "k": args.k,
