@@ -275,6 +275,9 @@ def test_compact_index_ranks_and_scores_exactly_like_the_plain_one(backend: Back
             two_a = plain.search(tokens=query, k=10, mode="two_phase", explain=False)
             two_b = compact.search(tokens=query, k=10, mode="two_phase", explain=False)
             assert [(h.id, h.score) for h in two_b.hits] == [(h.id, h.score) for h in two_a.hits]
+        huge = {"w0": 1e6, "w1": 2.0, "w2": 0.5}  # boosts x 2**112 would overflow float32 unscaled
+        a, b = plain.search(tokens=huge, k=10), compact.search(tokens=huge, k=10)
+        assert [(h.id, h.score) for h in b.hits] == [(h.id, h.score) for h in a.hits] and b.hits
         with pytest.raises(Exception, match="compact"):
             compact.search(tokens={"w0": 1.0}, mode="native")
     finally:

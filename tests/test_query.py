@@ -247,3 +247,16 @@ def test_explanations_undo_the_compact_shift() -> None:
     _, rows = explain_from_engine(query, tree, ["image_tokens"], weight_shift=112)
     assert [(r.token, r.doc_weight, r.contribution) for r in rows] == [("dog", 1.5, 3.0)]
     assert explain(query, {"dog": stored}, weight_shift=112) == rows
+
+
+def test_huge_query_weights_on_a_compact_index_keep_finite_boosts() -> None:
+    q = SparseVector.from_dict({"a": 1e6, "b": 3.0})
+    plan = build_query(q, ["image_tokens"], mode="exact", weight_shift=112)
+    boosts = [c["rank_feature"]["boost"] for c in should_clauses(plan.body)]
+    assert all(np.isfinite(np.float32(b)) for b in boosts)
+    # scaled down by a power of two, scaled back through score_scale: the same dot product
+    assert boosts[0] * 2.0**-112 * plan.score_scale == 1e6 and plan.score_scale > 1
+    assert plan.used.weights.tolist() == q.weights.tolist()  # explanations use the real weights
+    hybrid = build_query(q, ["image_tokens"], mode="hybrid", caption="a b", weight_shift=112)
+    assert hybrid.score_scale == 1.0  # folded into the sparse clause's boost, before BM25 is added
+    assert build_query(vec(5), ["image_tokens"], mode="exact", weight_shift=112).score_scale == 1.0

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import IO, Any, TypeVar
@@ -326,7 +326,7 @@ class Indexer:
         run = BulkRun(self)
         relaxed: dict[str, Any] | None = None
 
-        def actions() -> Iterator[dict[str, Any]]:
+        def actions() -> Generator[dict[str, Any], None, None]:
             nonlocal relaxed
             for doc in docs:
                 action = run.action(doc)
@@ -456,7 +456,7 @@ class _Raised:
         self.exc = exc
 
 
-def prefetch(items: Iterator[T], ahead: int) -> Iterator[T]:
+def prefetch(items: Iterator[T], ahead: int) -> Generator[T, None, None]:
     """Iterate ``items`` in a background thread, at most ``ahead`` items in advance.
 
     Why: preparing and serializing documents is GIL-bound Python, while a bulk request waits on the

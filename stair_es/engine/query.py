@@ -231,29 +231,32 @@ def build_query(
     plan.used = used
     if plan.pruned_tokens:
         plan.notes.append(f"query pruned to {len(used)} of {len(vec)} tokens (clause cap {budget})")
+    sent, plan.score_scale = _boost_range(used, weight_shift) if mode != "native" else (used, 1.0)
 
     if mode == "native":
         query, plan.score_scale = native_query(fields, used, distribution)
         body["query"] = _with_filters(query, filters)
     elif mode == "exact":
-        body["query"] = _with_filters(dot_product_query(fields, used, field_type, weight_shift), filters)
+        body["query"] = _with_filters(dot_product_query(fields, sent, field_type, weight_shift), filters)
     elif mode == "hybrid":
-        sparse = dot_product_query(fields, used, field_type, weight_shift)
-        if options.sparse_weight != 1.0:
-            sparse = _boosted(sparse, options.sparse_weight)
+        sparse = dot_product_query(fields, sent, field_type, weight_shift)
+        # a down-scaled query (see _boost_range) is scaled back here, before BM25 is added
+        sparse_weight, plan.score_scale = options.sparse_weight * plan.score_scale, 1.0
+        if sparse_weight != 1.0:
+            sparse = _boosted(sparse, sparse_weight)
         body["query"] = _with_filters({"bool": {"should": [sparse, bm25]}}, filters)
     else:  # two_phase
-        phase1 = phase1_tokens(used, options)
+        phase1 = phase1_tokens(sent, options)
         plan.phase1_tokens = len(phase1)
         window = min(max(options.window_factor * (from_ + size), options.min_window), options.max_window)
         window = max(window, from_ + size)
         plan.window = window
         body["query"] = _with_filters(dot_product_query(fields, phase1, field_type, weight_shift), filters)
-        if len(phase1) < len(used):
+        if len(phase1) < len(sent):
             if len(fields) == 1:  # phase-1 score + the remaining tokens = the whole dot product
-                rest, query_weight = used.drop(phase1.tokens), 1.0
+                rest, query_weight = sent.drop(phase1.tokens), 1.0
             else:  # best field of the sum != sum of best fields: rescore with the full query alone
-                rest, query_weight = used, 0.0
+                rest, query_weight = sent, 0.0
             body["rescore"] = {
                 "window_size": window,
                 "query": {
@@ -264,6 +267,22 @@ def build_query(
                 },
             }
     return plan
+
+
+def _boost_range(vec: SparseVector, weight_shift: int) -> tuple[SparseVector, float]:
+    """Query weights whose boosts (weight x 2**shift on a compact index) stay finite floats.
+
+    Engines parse boosts as float32 (max ~3.4e38); with a 2**112 shift a weight above ~6.5e4 would
+    overflow. Such queries are scaled down by a power of two (exact) and the returned factor scales
+    scores back; rankings and explanations are unaffected.
+    """
+    if not weight_shift or len(vec) == 0:
+        return vec, 1.0
+    excess = int(np.ceil(np.log2(float(vec.weights[0])))) + weight_shift - 126
+    if excess <= 0:
+        return vec, 1.0
+    scaled = SparseVector(tokens=vec.tokens, weights=np.ldexp(vec.weights, -excess).astype(np.float32))
+    return scaled, float(2.0**excess)
 
 
 def phase1_tokens(vec: SparseVector, options: QueryOptions) -> SparseVector:

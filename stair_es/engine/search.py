@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from stair_es.engine.backend import Backend
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
@@ -250,7 +252,10 @@ class Searcher:
     def _hit(self, raw: Mapping[str, Any], plan: QueryPlan, with_explanation: bool) -> Hit:
         source = dict(raw.get("_source") or {})
         token_maps = {f: source.pop(f, None) for f in (IMAGE_FIELD, TEXT_FIELD)}
-        hit = Hit(id=str(raw["_id"]), score=float(raw.get("_score") or 0.0) * plan.score_scale, source=source)
+        score = float(raw.get("_score") or 0.0)
+        if plan.score_scale != 1.0:  # engine scores are float32: undo the JSON decimal, then scale
+            score = float(np.float32(score)) * plan.score_scale
+        hit = Hit(id=str(raw["_id"]), score=score, source=source)
         if with_explanation and plan.mode != "bm25" and "_explanation" in raw:
             hit.field, hit.explanation = explain_from_engine(
                 plan.used, raw["_explanation"], plan.fields, self.meta.weight_shift
