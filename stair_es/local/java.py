@@ -76,7 +76,10 @@ def find_java(min_major: int, max_major: int | None = None, explicit: str | None
     wanted = f"Java {min_major}+" if max_major is None else f"Java {min_major}-{max_major}"
     if not seen:
         raise ProvisionError(
-            f"no Java runtime found: install {wanted} (e.g. apt-get install openjdk-17-jre-headless) "
+            f"no Java runtime found: install {wanted} (e.g. apt-get install openjdk-{min_major}-jre-headless) "
             "or pass --java-home / set JAVA_HOME"
         )
-    raise ProvisionError(f"wrong Java version: this engine needs {wanted}, found {', '.join(seen)}")
+    raise ProvisionError(
+        f"wrong Java version: this engine needs {wanted}, found {', '.join(seen)}; install {wanted} "
+        "or choose an engine --version your Java runs (OpenSearch 2.19.6 runs on Java 11+)"
+    )
