@@ -13,19 +13,19 @@ import datetime
 import decimal
 import hashlib
 import json
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import numpy as np
 
 from stair_es.engine.backend import Backend
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
+from stair_es.engine.prefetch import prefetch
 from stair_es.errors import EngineError, ModelError
 from stair_es.sparse import (
     SparseVector,
@@ -36,7 +36,6 @@ from stair_es.sparse import (
     truncate_9bit,
 )
 
-T = TypeVar("T")
 META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
 
 
@@ -446,57 +445,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (uuid.UUID, PurePath)):
         return str(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_END = object()
-
-
-class _Raised:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def prefetch(items: Iterator[T], ahead: int) -> Generator[T, None, None]:
-    """Iterate ``items`` in a background thread, at most ``ahead`` items in advance.
-
-    Why: preparing and serializing documents is GIL-bound Python, while a bulk request waits on the
-    engine with the GIL released; overlapping the two uses the second core. An exception in the
-    thread is raised here; closing this generator stops and joins the thread.
-    """
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=max(ahead, 1))
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            put(_Raised(exc))
-
-    thread = threading.Thread(target=work, name="stair-es-bulk-prepare", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _END:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _describe(doc: Any) -> dict[str, Any]:

@@ -231,7 +231,7 @@ def build_query(
     plan.used = used
     if plan.pruned_tokens:
         plan.notes.append(f"query pruned to {len(used)} of {len(vec)} tokens (clause cap {budget})")
-    sent, plan.score_scale = _boost_range(used, weight_shift) if mode != "native" else (used, 1.0)
+    sent, plan.score_scale = _boost_range(used, weight_shift)  # native was refused above if shifted
 
     if mode == "native":
         query, plan.score_scale = native_query(fields, used, distribution)
