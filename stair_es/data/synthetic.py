@@ -90,6 +90,33 @@ def content_words(caption: str) -> list[str]:
     return [w for w in caption.lower().split() if w not in FUNCTION_WORDS]
 
 
+def parse_caption(caption: str) -> Scene:
+    """The scene a canonical caption describes (inverse of ``Scene.caption``); ValueError otherwise.
+
+    Why: held-out collections keep only image files and captions, and short-query relevance
+    ("red circles": any image holding red circles) is decided on the scene, not on caption text.
+    """
+    words = caption.lower().split()
+    if len(words) < 4 or words[-4:-2] != ["on", "a"] or words[-1] != "background":
+        raise ValueError(f"not a synthetic caption: {caption!r}")
+    background = words[-2]
+    plural_to_shape = {plural: shape for shape, plural in SHAPES.items()}
+    count_of = {word: n for n, word in COUNTS.items()}
+    groups = []
+    for phrase in " ".join(words[:-4]).split(" and "):
+        parts = phrase.split()
+        if len(parts) != 7 or parts[5] != "the":
+            raise ValueError(f"not a synthetic caption: {caption!r}")
+        count, size, colour, noun, _prep, _the, position = parts
+        shape = noun if noun in SHAPES else plural_to_shape.get(noun, "")
+        if count not in count_of or size not in SIZES or colour not in COLOURS or not shape:
+            raise ValueError(f"not a synthetic caption: {caption!r}")
+        if position not in POSITIONS or background not in BACKGROUNDS:
+            raise ValueError(f"not a synthetic caption: {caption!r}")
+        groups.append(ObjectGroup(count_of[count], size, colour, shape, position))
+    return Scene(tuple(groups), background)
+
+
 @dataclass
 class SyntheticConfig:
     """What to generate. ``two_group_fraction`` of scenes hold two groups in opposite regions."""

@@ -42,3 +42,17 @@ def token_tagging_loss(pooled_logits: torch.Tensor, bag: torch.Tensor, keep: tor
     up = (F.softplus(-pooled_logits) * bag).sum(dim=0) / positives.clamp(min=1.0)
     down = (F.softplus(pooled_logits) * (1.0 - bag)).sum(dim=0) / negatives.clamp(min=1.0)
     return ((up + down) * candidates).sum() / candidates.sum().clamp(min=1.0)
+
+
+def multi_positive_loss(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Contrastive loss with several right answers: ``scores[v, j]`` = view v vs image j (already / tau),
+    ``positives[v, j]`` true where image j answers view v (each row and column has at least one).
+
+    Both directions use a target spread evenly over the positives (SupCon-style), so *every* image
+    holding "red circles" must outrank every image that does not, not just one of them; the image ->
+    view direction is what teaches an image to score "yellow triangles" below "yellow stars".
+    """
+    target = positives.float()
+    views_to_images = -(target / target.sum(1, keepdim=True) * F.log_softmax(scores, dim=1)).sum(1).mean()
+    images_to_views = -(target / target.sum(0, keepdim=True) * F.log_softmax(scores, dim=0)).sum(0).mean()
+    return 0.5 * (views_to_images + images_to_views)

@@ -20,7 +20,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,17 @@ import torch
 from torch import nn
 
 from stair_es.errors import UsageError
-from stair_es.model.modeling import caption_token_mask
+from stair_es.model.modeling import caption_token_mask, tokenize
 from stair_es.training.batches import HardNegativeSampler, PairTensors, batch_indices
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
-from stair_es.training.losses import contrastive_loss, flops_loss, quadratic_ramp, token_tagging_loss
+from stair_es.training.losses import (
+    contrastive_loss,
+    flops_loss,
+    multi_positive_loss,
+    quadratic_ramp,
+    token_tagging_loss,
+)
+from stair_es.training.views import ShortViews
 
 STAGES = ("1", "2", "3", "dense-to-sparse", "dense")
 TAGGING_STAGES = ("1", "3", "dense-to-sparse")  # the stages where the image token head learns
@@ -67,6 +74,9 @@ class TrainConfig:
     # to one position (at init CLS wins about a third of them); the soft max lets every patch learn
     # early (shape words ground faster), and the stage still ends on the exported function
     pool_temperature: float = 0.0
+    # weight of the multi-positive loss on short views of the batch's captions ("red circles": every
+    # image whose caption holds those words is a positive); see stair_es.training.views
+    short_view_weight: float = 0.0
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -88,6 +98,8 @@ class TrainConfig:
             raise UsageError("the learning rate must be > 0, FLOPs and tagging weights >= 0")
         if self.pool_temperature < 0:
             raise UsageError(f"pool_temperature must be >= 0, got {self.pool_temperature}")
+        if self.short_view_weight < 0:
+            raise UsageError(f"short_view_weight must be >= 0, got {self.short_view_weight}")
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -109,7 +121,9 @@ class Trainer:
         eval_data: PairTensors | None = None,
         output_dir: str | Path | None = None,
         log: Callable[[str], None] | None = None,
+        tokenizer: Any = None,
     ) -> None:
+        """``tokenizer`` tokenizes short views for models without one of their own (the dense baseline)."""
         config.validate()
         self.model, self.config, self.train_data, self.eval_data = model, config, train_data, eval_data
         self.output_dir = Path(output_dir) if output_dir else None
@@ -137,6 +151,16 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.vocab = model.tokenizer.get_vocab() if getattr(model, "tokenizer", None) is not None else None
+        self.tokenizer = getattr(model, "tokenizer", None) or tokenizer
+        self.views = self._short_views() if config.short_view_weight > 0 else None
+
+    def _short_views(self) -> ShortViews:
+        from stair_es.model.tokenizer import DEFAULT_STOP_WORDS
+
+        if self.tokenizer is None:
+            raise UsageError("short views need a tokenizer (pass one for models without their own)")
+        stop_words = getattr(getattr(self.model, "config", None), "stop_words", None) or []
+        return ShortViews(self.train_data.captions, DEFAULT_STOP_WORDS, stop_words)
 
     # --- setup ------------------------------------------------------------------------------------
     def _configure_trainable(self) -> list[nn.Parameter]:
@@ -216,12 +240,39 @@ class Trainer:
             text = bag if cfg.stage1_text == "binary" else text * bag
         return image, text, pooled
 
+    def _encode_views(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Short views as this mode encodes texts (stage 1: their token bag, like the captions)."""
+        cfg, model = self.config, self.model
+        if cfg.stage == "1" and cfg.stage1_text == "binary":
+            return caption_token_mask(ids, mask, int(model.keep_mask.shape[0])) * model.keep_mask
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            text = model.encode_text(ids, mask).float()
+        if cfg.stage == "1":
+            text = text * caption_token_mask(ids, mask, text.shape[1]) * model.keep_mask
+        return text
+
+    def sample_views(
+        self, indices: Sequence[int], batch_number: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask, positives[view, image]) of the batch's short views."""
+        assert self.views is not None
+        texts, positives = self.views.sample(indices, self.config.seed, batch_number)
+        ids, mask = tokenize(self.tokenizer, texts, int(self.model.config.max_text_length))
+        device = self.device
+        return ids.to(device), mask.to(device), torch.from_numpy(positives).to(device)
+
     def compute_loss(
-        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Loss parts for one (micro-)batch; ``total`` is what is back-propagated."""
+        """Loss parts for one (micro-)batch; ``total`` is what is back-propagated. ``views``: the
+        batch's short views (:meth:`sample_views`), scored against the batch's images."""
         cfg, model = self.config, self.model
         image, text, pooled = self._encode(pixels, ids, mask)
+        view_text = self._encode_views(views[0], views[1]) if views is not None else None
         grounding = cfg.grounding_weight > 0 and cfg.stage in ("3", "dense-to-sparse")
         tagging = cfg.tag_weight > 0 and pooled is not None and cfg.stage in TAGGING_STAGES
         if grounding or tagging:  # the caption's kept tokens, shared by both losses
@@ -229,15 +280,22 @@ class Trainer:
         scores = model.similarity(image, text) / model.temperature
         parts = {"contrastive": contrastive_loss(scores)}
         total = parts["contrastive"]
+        if view_text is not None and views is not None:
+            view_scores = model.similarity(view_text, image) / model.temperature  # [views, images]
+            parts["short_views"] = multi_positive_loss(view_scores, views[2])
+            total = total + cfg.short_view_weight * parts["short_views"]
         if cfg.stage != "dense":
             ramp = quadratic_ramp(self.step, int(cfg.flops_ramp_fraction * cfg.steps))
             parts["flops_image"] = flops_loss(image)
-            parts["flops_text"] = flops_loss(text)
+            # short views count too: their expansion is restrained like a caption's
+            parts["flops_text"] = flops_loss(text if view_text is None else torch.cat([text, view_text]))
             total = total + ramp * (
                 cfg.flops_image * parts["flops_image"] + cfg.flops_text * parts["flops_text"]
             )
             parts["active_image"] = (image > 0).sum(dim=1).float().mean()
             parts["active_text"] = (text > 0).sum(dim=1).float().mean()
+            if view_text is not None:
+                parts["active_view"] = (view_text > 0).sum(dim=1).float().mean()
         if grounding:
             # keeps image tokens on the caption's words while the towers co-adapt (else stage 3 drifts)
             parts["grounding"] = contrastive_loss(model.similarity(image, bag) / model.temperature)
@@ -260,7 +318,8 @@ class Trainer:
             else:
                 idx = batch_indices(len(self.train_data), cfg.batch_size, batch_number, cfg.seed)
             pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in self.train_data.select(idx))
-            parts = self.compute_loss(pixels, ids, mask)
+            views = self.sample_views(idx, batch_number) if self.views is not None else None
+            parts = self.compute_loss(pixels, ids, mask, views)
             self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / cfg.grad_accum
