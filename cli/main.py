@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("eval_cmd", "eval_cmd", "Recall@K through the engine and in memory, side by side."),
     "doctor": ("doctor_cmd", "doctor", "Check versions, execution provider, engine and model."),
     "demo": ("demo_cmd", "demo", "One command: local engine, demo model, sample images, queries."),
+    "serve": ("serve_cmd", "serve", "Search page and JSON API: thumbnails, matched tokens, modes."),
 }
 
 
