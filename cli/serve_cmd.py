@@ -27,7 +27,13 @@ DEFAULT_SERVE_PORT = 8080
     help="Folder the indexed images live under (repeatable). Thumbnails are served only for files "
     "below a root; without one, only for the demo index (its sample collection).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="STAIR_ES_SERVE_HOST",
+    show_default=True,
+    help="Address to bind (loopback by default) [env STAIR_ES_SERVE_HOST].",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),

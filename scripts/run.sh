@@ -40,6 +40,15 @@ case "${1:-}" in
     shift
     setup "all"
     export STAIR_ES_REQUIRE_INTEGRATION=1
+    # the browser test drives Debian's Chromium (Playwright's own browser download is not used)
+    if [ ! -x "${STAIR_ES_CHROMIUM:-/usr/bin/chromium}" ]; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing chromium (apt) for the browser test"
+        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+      else
+        echo "warning: no Chromium (sudo apt-get install chromium); the browser test will fail" >&2
+      fi
+    fi
     echo "== ruff"
     ruff check .
     ruff format --check .
@@ -63,9 +72,9 @@ case "${1:-}" in
     echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
     echo "== pytest: integration on OpenSearch 2.19 (http://127.0.0.1:$OS2_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser" integration_tests "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu and not browser" integration_tests "$@"
     ;;
   *)
     echo "usage: bash scripts/run.sh demo|test [args...]" >&2
