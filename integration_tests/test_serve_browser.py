@@ -10,20 +10,14 @@ test` installs it (apt) when it runs as root.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_support import ServedCollection, build_served_collection
+from serve_support import ServedCollection, build_served_collection, free_port, serve_process
 
 pytestmark = pytest.mark.browser
 
@@ -61,15 +55,6 @@ def artifacts_dir() -> Path:
     return path
 
 
-def _free_port() -> int:
-    wanted = os.environ.get("STAIR_ES_SERVE_TEST_PORT")
-    if wanted:
-        return int(wanted)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCollection]:
     from stair_es.engine import connect
@@ -84,48 +69,11 @@ def served(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def server(served: ServedCollection) -> Iterator[str]:
-    """`stair-es serve` as a user starts it, in its own process; stopped (by its pid) afterwards."""
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115 - read at teardown
-    cmd = [
-        sys.executable,
-        "-m",
-        "stair_es_cli.main",
-        "serve",
-        "--index",
-        served.index,
-        "--root",
-        str(served.root),
-    ]
-    cmd += ["--model", str(served.model), "--provider", "cpu", "--port", str(port), "--max-upload-mb", "1"]
-    env = {**os.environ, "STAIR_ES_URL": served.url}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/api/health", timeout=5) as resp:
-                    if json.loads(resp.read())["ok"]:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"stair-es serve did not come up:\n{log.read()[-3000:]}", pytrace=False)
-            time.sleep(0.3)
+    port = free_port()
+    args = ["serve", "--index", served.index, "--root", str(served.root), "--model", str(served.model)]
+    args += ["--provider", "cpu", "--port", str(port), "--max-upload-mb", "1"]
+    with serve_process(args, {"STAIR_ES_URL": served.url}, port) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.seek(0)
-        server_log = log.read()
-        log.close()
-        os.unlink(log.name)
-        assert "Traceback" not in server_log, server_log[-3000:]
 
 
 @pytest.fixture(scope="module")
