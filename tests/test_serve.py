@@ -167,3 +167,53 @@ def test_engine_down_gives_json_errors_and_the_server_keeps_serving():
         off = client.get("/api/thumb/abc")  # no --root: thumbnails are off, and it says how to turn them on
         assert off.status_code == 404 and "--root" in off.json()["error"]
         assert client.get("/api/nothing-here").json() == {"error": "Not Found"}
+
+
+class _SlowEncoder:
+    """The real demo encoder, made slow: shows whether encoding blocks the event loop."""
+
+    def __init__(self, encoder, delay: float) -> None:
+        self._encoder, self._delay = encoder, delay
+        self.model_id, self.vocab_hash = encoder.model_id, encoder.vocab_hash
+
+    def encode_texts(self, texts):
+        import time
+
+        time.sleep(self._delay)
+        return self._encoder.encode_texts(texts)
+
+
+def test_queries_are_encoded_off_the_event_loop():
+    pytest.importorskip("fastapi")
+    import asyncio
+    import time
+
+    import httpx
+
+    from stair_es.demo import shipped_demo_model
+    from stair_es.engine import ConnectionConfig
+    from stair_es.runtime import load_encoder
+    from stair_es.serve import SearchService, ServeConfig, create_app
+
+    config = ServeConfig(
+        indexes=["photos"],
+        connection=ConnectionConfig(urls=(f"http://127.0.0.1:{_closed_port()}",), max_retries=0, timeout=2),
+        model_path=None,
+    )
+    encoder = _SlowEncoder(load_encoder(shipped_demo_model(), provider="cpu"), delay=1.5)
+    app = create_app(SearchService(config, encoder=encoder))
+
+    async def scenario() -> tuple[float, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            slow = asyncio.create_task(client.get("/api/search", params={"q": "red circles"}))
+            await asyncio.sleep(0.2)  # the search is now encoding
+            start = time.perf_counter()
+            page = await client.get("/")
+            waited = time.perf_counter() - start
+            assert page.status_code == 200
+            return waited, (await slow).status_code
+
+    waited, status = asyncio.run(scenario())
+    assert waited < 1.0, f"the page waited {waited:.2f}s for an encoding in progress"
+    assert status == 503  # encoded, then the engine was not there
