@@ -42,29 +42,31 @@ def build_served_collection(engine_url: str, workdir: Path, num_images: int) -> 
     return ServedCollection(engine_url, index, root, model, images)
 
 
-def free_port() -> int:
-    """STAIR_ES_SERVE_TEST_PORT when set (a fixed block on shared machines), else a free port."""
+def free_port(offset: int = 0) -> int:
+    """STAIR_ES_SERVE_TEST_PORT + offset when set (a fixed block on shared machines), else a free port."""
     import os
     import socket
 
     wanted = os.environ.get("STAIR_ES_SERVE_TEST_PORT")
     if wanted:
-        return int(wanted)
+        return int(wanted) + offset
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @contextlib.contextmanager
-def serve_process(args: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def serve_process(args: list[str], env: dict[str, str], port: int, healthy: bool = True) -> Iterator[str]:
     """`stair-es serve ARGS` in its own process, as a user starts it; yields its base URL once
-    /api/health says ok, and stops it (by its pid) afterwards. A traceback in its log fails the test."""
+    /api/health answers (and says ok, unless ``healthy`` is False), and stops it (by its pid)
+    afterwards. A traceback in its log fails the test."""
     import json
     import os
     import subprocess
     import sys
     import tempfile
     import time
+    import urllib.error
     import urllib.request
 
     import pytest
@@ -80,6 +82,9 @@ def serve_process(args: list[str], env: dict[str, str], port: int) -> Iterator[s
                 with urllib.request.urlopen(base + "/api/health", timeout=5) as resp:
                     if json.loads(resp.read())["ok"]:
                         break
+            except urllib.error.HTTPError as exc:
+                if not healthy and exc.code == 503:
+                    break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -10,8 +10,10 @@ test` installs it (apt) when it runs as root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,13 +79,20 @@ def server(served: ServedCollection) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(server: str):
+def playwright():
     sync_api = pytest.importorskip("playwright.sync_api")
-    executable = chromium_path()
-    with sync_api.sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
+    chromium_path()  # fail (CI) or skip before starting anything
+    with sync_api.sync_playwright() as pw:
+        yield pw
+
+
+@contextlib.contextmanager
+def browser_tab(pw, url: str):
+    """A fresh headless Chromium profile on ``url``; fails on any JavaScript exception."""
+    with tempfile.TemporaryDirectory() as profile:
         context = pw.chromium.launch_persistent_context(
             profile,  # a fresh --user-data-dir
-            executable_path=executable,
+            executable_path=chromium_path(),
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 1000},
@@ -92,10 +101,16 @@ def page(server: str):
         tab = context.new_page()
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.goto(server + "/")
+        tab.goto(url)
         yield tab
         context.close()
         assert not errors, errors  # no JavaScript exception on the page
+
+
+@pytest.fixture(scope="module")
+def page(playwright, server: str):
+    with browser_tab(playwright, server + "/") as tab:
+        yield tab
 
 
 def _wait_for_results(page, summary_words: str) -> list[str]:
@@ -113,6 +128,7 @@ def _wait_for_results(page, summary_words: str) -> list[str]:
 
 def test_search_page_end_to_end(page, served: ServedCollection):
     page.wait_for_function("() => document.getElementById('status').textContent.includes('documents')")
+    assert page.is_hidden("#pager") and page.is_hidden("#query-panel")  # nothing searched yet
 
     # bad input is a message on the page, not a broken page
     page.click("#go")
@@ -169,3 +185,26 @@ def test_search_page_end_to_end(page, served: ServedCollection):
     page.fill("#q", "pink")
     page.press("#q", "Enter")
     assert _wait_for_results(page, "mode exact") == first
+
+
+def test_engine_down_is_a_message_on_the_page(playwright, served: ServedCollection):
+    """The engine goes away: the page says so, searches answer with the reason, nothing breaks."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    port = free_port(offset=1)  # the other page is still being served
+    args = ["serve", "--index", served.index, "--model", str(served.model), "--provider", "cpu"]
+    args += ["--port", str(port), "--timeout", "3"]
+    with serve_process(args, {"STAIR_ES_URL": f"http://127.0.0.1:{closed}"}, port, healthy=False) as base:
+        with browser_tab(playwright, base + "/") as tab:
+            tab.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('unreachable')"
+            )
+            assert "cannot reach a search engine" in tab.inner_text("[data-testid=error]")
+            assert tab.eval_on_selector("#index", "s => s.options.length") == 1
+            tab.fill("#q", "pink")
+            tab.press("#q", "Enter")
+            tab.wait_for_function("() => !document.body.hasAttribute('aria-busy')")
+            assert "cannot reach a search engine" in tab.inner_text("[data-testid=error]")
+            assert tab.locator("[data-testid=hit]").count() == 0 and tab.is_hidden("#pager")
+            tab.screenshot(path=str(artifacts_dir() / "serve-engine-down.png"))

@@ -148,6 +148,7 @@ def test_engine_down_gives_json_errors_and_the_server_keeps_serving():
         for _ in range(2):  # and again: nothing is cached from a failed attempt
             health = client.get("/api/health")
             assert health.status_code == 503 and "cannot reach a search engine" in health.json()["error"]
+            assert list(health.json()["indexes"]) == ["photos"]  # the page still lists what it serves
             search = client.get("/api/search", params={"q": "red circles"})
             assert search.status_code == 503, search.text
             assert "cannot reach" in search.json()["error"] and "Traceback" not in search.text

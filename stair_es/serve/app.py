@@ -120,7 +120,12 @@ def create_app(service: SearchService) -> Any:
             return await service.health()
         except StairError as exc:
             status = http_status(exc)
-            body = {"ok": False, "error": str(exc), "model": getattr(service.encoder, "model_id", None)}
+            body = {
+                "ok": False,
+                "error": str(exc),
+                "model": getattr(service.encoder, "model_id", None),
+                "indexes": {name: {"error": str(exc)} for name in service.config.indexes},
+            }
             return JSONResponse(body, status_code=status if status >= 500 else 503)
 
     search_params: dict[str, Any] = {

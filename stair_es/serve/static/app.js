@@ -42,9 +42,18 @@ async function api(url, options) {
     body = null;
   }
   if (!response.ok) {
-    throw new Error((body && body.error) || `HTTP ${response.status}`);
+    const err = new Error((body && body.error) || `HTTP ${response.status}`);
+    err.body = body;
+    throw err;
   }
   return body;
+}
+
+function fillIndexes(indexes) {
+  const select = $("index");
+  if (!select.options.length) {
+    for (const name of Object.keys(indexes)) select.add(new Option(name, name));
+  }
 }
 
 async function checkHealth() {
@@ -52,10 +61,7 @@ async function checkHealth() {
   try {
     const h = await api("/api/health");
     const parts = [h.engine];
-    const select = $("index");
-    if (!select.options.length) {
-      for (const name of Object.keys(h.indexes)) select.add(new Option(name, name));
-    }
+    fillIndexes(h.indexes);
     for (const [name, info] of Object.entries(h.indexes)) {
       parts.push(info.error ? `${name}: ${info.error}` : `${name}: ${info.docs} documents`);
     }
@@ -71,6 +77,7 @@ async function checkHealth() {
     }
     delete $("error").dataset.fromHealth;
   } catch (err) {
+    if (err.body && err.body.indexes) fillIndexes(err.body.indexes);
     status.textContent = "search engine unreachable";
     status.classList.add("down");
     showError(err.message);
