@@ -86,7 +86,7 @@ def serve(
     \b
     API: GET /api/search?q=...&mode=exact|two-phase|hybrid&k=20&page=1&filter=FIELD=VALUE
          POST /api/search (body: image bytes), GET|POST /api/explain, GET /api/health,
-         GET /api/thumb/{id}?index=..., OpenAPI docs at /api/docs.
+         GET /api/thumb/{id}?index=..., OpenAPI at /api/openapi.json.
     """
     import logging
 

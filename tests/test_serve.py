@@ -157,6 +157,7 @@ def test_engine_down_gives_json_errors_and_the_server_keeps_serving():
         assert page.status_code == 200 and 'id="results"' in page.text
         assert page.headers["x-content-type-options"] == "nosniff"
         assert client.get("/static/app.js").status_code == 200
+        assert "/api/search" in client.get("/api/openapi.json").json()["paths"]
         explained = client.get("/api/explain", params={"q": "red circles"}).json()
         assert explained["query"]["tokens"], explained
         assert client.get("/api/search", params={"q": "  "}).json()["error"].startswith("type a query")

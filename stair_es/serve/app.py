@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+from stair_es import __version__
 from stair_es.errors import StairError, require
 from stair_es.serve.service import ApiError, SearchService, http_status
 
@@ -35,7 +36,7 @@ def static_dir() -> str:
 
 def create_app(service: SearchService) -> Any:
     """The ASGI app for one :class:`SearchService` (needs the ``serve`` extra)."""
-    fastapi = require("fastapi", "serve", "stair-es serve")
+    require("fastapi", "serve", "stair-es serve")
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -53,7 +54,15 @@ def create_app(service: SearchService) -> Any:
         yield
         await service.close()
 
-    app = FastAPI(title="stair-es", version=fastapi.__version__, lifespan=lifespan, docs_url="/api/docs")
+    # no Swagger/ReDoc pages: they load scripts from a CDN (offline machines, and the CSP forbids it)
+    app = FastAPI(
+        title="stair-es",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.service = service
 
     def error(status: int, message: str) -> JSONResponse:
