@@ -62,6 +62,28 @@ def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
     return True
 
 
+class _HitChecker:
+    """Says how many of a query's hits hold what it names (the collection's captions are the truth)."""
+
+    def __init__(self, url: str, model_path: Path) -> None:
+        from stair_es.demo import DEMO_INDEX
+        from stair_es.engine import Searcher, connect
+        from stair_es.runtime import load_encoder
+
+        self.searcher = Searcher(connect(urls=url), DEMO_INDEX, load_encoder(model_path))
+
+    def report(self, query: str, k: int) -> None:
+        from stair_es.eval.short_queries import caption_answers
+
+        hits = self.searcher.search(text=query, k=k, explain=False).hits
+        right = sum(1 for h in hits if caption_answers(query, h.source.get("caption")))
+        ok = right == len(hits) == k
+        click.secho(
+            f'  {"ok" if ok else "MISS"}: {right} of the top {k} hold what "{query}" names',
+            fg="green" if ok else "yellow",
+        )
+
+
 @click.command()
 @click.option(
     "--port",
@@ -157,8 +179,10 @@ def demo(
     click.echo(f"failures file: {failures}")
 
     _step(5, total, "search: text -> image, and image -> image")
+    checker = _HitChecker(url, model_path)
     for query in DEMO_TEXT_QUERIES:
         _run(["search", query, "--index", DEMO_INDEX, "--model", str(model_path), "-k", "3"])
+        checker.report(query, k=3)
     sample = sorted((collection / "images").glob("0*.jpg"))[0]
     caption = sample.with_suffix(".txt").read_text().strip()
     click.echo(f'(query image {sample.name}: "{caption}")')

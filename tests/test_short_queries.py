@@ -69,3 +69,30 @@ def test_precision_and_report() -> None:
     assert short_query_report(queries, wrong)["p_at_5"] == 0.0
     with pytest.raises(ValueError):
         short_query_report(queries, perfect[:-1])
+
+
+def test_query_attributes_and_answers_agree_with_the_families() -> None:
+    from stair_es.eval.short_queries import answers, query_attributes
+
+    assert query_attributes("three small pink crosses") == {
+        "count": 3,
+        "size": "small",
+        "colour": "pink",
+        "shape": "cross",
+    }
+    assert query_attributes("a red circle on the left") == {
+        "colour": "red",
+        "shape": "circle",
+        "position": "left",
+    }
+    assert query_attributes("a dog") == {}
+    rng = np.random.default_rng(1)
+    scenes = [sample_scene(rng, SyntheticConfig()) for _ in range(300)]
+    for query in short_queries(scenes, min_relevant=3):
+        assert {i for i, s in enumerate(scenes) if answers(query.text, s)} == query.relevant, query.text
+    assert not answers("a dog", scenes[0])
+    from stair_es.eval.short_queries import caption_answers
+
+    assert caption_answers("red circles", "two big red circles on the left on a white background")
+    assert not caption_answers("red circles", "two big red stars on the left on a white background")
+    assert not caption_answers("red circles", "red circles") and not caption_answers("red", None)

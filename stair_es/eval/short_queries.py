@@ -128,3 +128,40 @@ def short_query_report(
         "queries": len(queries),
         "families": families,
     }
+
+
+def query_attributes(text: str) -> dict[str, object]:
+    """The scene attributes a short query in the synthetic words names: ``"three small pink crosses"``
+    -> ``{"count": 3, "size": "small", "colour": "pink", "shape": "cross"}`` (other words ignored)."""
+    count_of = {word: n for n, word in COUNTS.items()}
+    plural_to_shape = {plural: shape for shape, plural in SHAPES.items()}
+    attributes: dict[str, object] = {}
+    for word in text.lower().split():
+        if word in count_of:
+            attributes["count"] = count_of[word]
+        elif word in SIZES:
+            attributes["size"] = word
+        elif word in COLOURS:
+            attributes["colour"] = word
+        elif word in SHAPES or word in plural_to_shape:
+            attributes["shape"] = plural_to_shape.get(word, word)
+        elif word in POSITIONS:
+            attributes["position"] = word
+    return attributes
+
+
+def answers(text: str, scene: Scene) -> bool:
+    """True when one object group of ``scene`` has every attribute the query names (relevance as in
+    :func:`short_queries`)."""
+    wanted = query_attributes(text)
+    return bool(wanted) and any(all(getattr(g, k) == v for k, v in wanted.items()) for g in scene.groups)
+
+
+def caption_answers(text: str, caption: object) -> bool:
+    """:func:`answers` for a synthetic caption; False for anything else (a hit without one)."""
+    from stair_es.data.synthetic import parse_caption
+
+    try:
+        return answers(text, parse_caption(str(caption)))
+    except ValueError:
+        return False
