@@ -8,9 +8,13 @@ Typical use::
     Indexer(backend, "photos", failures_path="failures.jsonl").index_documents(docs)
     hits = Searcher(backend, "photos", encoder).search(text="a dog on a beach", k=10).hits
 
+Your own client: ``connect(client=OpenSearch(...))`` or ``connect(client=Elasticsearch(...))`` (its
+auth as configured: SigV4, Cloud id, bearer token, TLS). Services on an event loop:
+``await connect_async()`` and :class:`AsyncSearcher` (queries are encoded in a worker thread).
 Nothing here imports torch.
 """
 
+from stair_es.engine.aio import AsyncBackend, AsyncIndexer, AsyncSearcher, connect_async
 from stair_es.engine.backend import Backend, ClusterInfo, connect, detect
 from stair_es.engine.config import ENV_VARS, ConnectionConfig
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary, document_id
@@ -20,6 +24,9 @@ from stair_es.engine.search import Encoder, Hit, Searcher, SearchResult, TokenCo
 
 __all__ = [
     "ENV_VARS",
+    "AsyncBackend",
+    "AsyncIndexer",
+    "AsyncSearcher",
     "IMAGE_FIELD",
     "MODES",
     "TEXT_FIELD",
@@ -41,6 +48,7 @@ __all__ = [
     "TokenContribution",
     "build_query",
     "connect",
+    "connect_async",
     "detect",
     "document_id",
     "explain",

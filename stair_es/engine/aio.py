@@ -1,19 +1,21 @@
 """Async variants (``AsyncOpenSearch`` / ``AsyncElasticsearch``) for services that search or index
 from an event loop. Same request bodies, same bookkeeping as the sync classes; needs aiohttp
-(``pip install "opensearch-py[async]"`` or ``"elasticsearch[async]"``).
+(``pip install "stair-es[async]"``). Queries are encoded in a worker thread, never on the loop.
 
-    backend = await connect_async()
+    backend = await connect_async()                  # or connect_async(client=AsyncOpenSearch(...))
     searcher = await AsyncSearcher.create(backend, "photos", encoder)
     result = await searcher.search(text="a red bicycle", k=10)
+    results = await searcher.search_many(["red bicycle", "blue car"], k=5)   # one _msearch
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, detect
+from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, assumed_info, cluster_info
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
 from stair_es.engine.mappings import IndexMeta, parse_meta
@@ -25,28 +27,52 @@ from stair_es.errors import EngineError, ModelError, require
 class AsyncBackend:
     """The async subset of :class:`~stair_es.engine.backend.Backend` needed to search and index."""
 
-    def __init__(self, config: ConnectionConfig, info: ClusterInfo) -> None:
+    def __init__(
+        self, config: ConnectionConfig, info: ClusterInfo, client: Any = None, kind: str | None = None
+    ) -> None:
         require("aiohttp", "async", "Async engine access")
         self.config = config
         self.info = info
         self._max_clauses = DEFAULT_MAX_CLAUSES
         self._plugins: set[str] = set()
-        if info.distribution == "opensearch":
+        self._owns_client = client is None  # a client handed in by the caller is theirs to close
+        kind = kind or (
+            "opensearch" if info.distribution == "opensearch" or config.aws_region else "elasticsearch"
+        )
+        if kind == "opensearch":
             from opensearchpy import AsyncOpenSearch
             from opensearchpy.helpers import async_streaming_bulk
 
             from stair_es.engine.opensearch_backend import client_kwargs
 
-            self.client: Any = AsyncOpenSearch(**client_kwargs(config))
+            self.client: Any = client or AsyncOpenSearch(**client_kwargs(config, use_async=True))
         else:
             from elasticsearch import AsyncElasticsearch
             from elasticsearch.helpers import async_streaming_bulk  # type: ignore[no-redef]
 
             from stair_es.engine.elasticsearch_backend import client_kwargs, pin_compat_headers
 
-            self.client = AsyncElasticsearch(**client_kwargs(config))
-            pin_compat_headers(self.client, info.major)
+            self.client = client or AsyncElasticsearch(**client_kwargs(config))
+            if info.detected:
+                pin_compat_headers(self.client, info.major)
         self._async_streaming_bulk = async_streaming_bulk
+
+    @classmethod
+    async def from_client(
+        cls, client: Any, *, distribution: str | None = None, config: ConnectionConfig | None = None
+    ) -> AsyncBackend:
+        """Wrap your own ``AsyncOpenSearch`` / ``AsyncElasticsearch`` (see ``Backend.from_client``)."""
+        from stair_es.engine.clients import check_pair, client_config, client_kind, info_from_async_client
+
+        kind = client_kind(client, want_async=True)
+        config = config or client_config(client, distribution or "auto")
+        wanted = distribution or config.distribution
+        info = check_pair(
+            kind, assumed_info(wanted) if wanted != "auto" else await info_from_async_client(client, kind)
+        )
+        backend = cls(config, info, client=client, kind=kind)
+        await backend.load_capabilities()
+        return backend
 
     @property
     def distribution(self) -> str:
@@ -111,6 +137,13 @@ class AsyncBackend:
     async def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(f"searching '{index}'", self.client.search(index=index, body=dict(body)))
 
+    async def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        lines: list[Any] = []
+        for body in bodies:
+            lines += [{"index": index}, dict(body)]
+        resp = await self._call(f"multi-searching '{index}'", self.client.msearch(body=lines))
+        return list(resp["responses"])
+
     async def count(self, index: str) -> int:
         return int((await self._call(f"counting '{index}'", self.client.count(index=index)))["count"])
 
@@ -131,17 +164,46 @@ class AsyncBackend:
         return self._async_streaming_bulk(self.client, actions, **kwargs)
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._owns_client:
+            await self.client.close()
 
 
-async def connect_async(config: ConnectionConfig | None = None, **overrides: Any) -> AsyncBackend:
-    """Async twin of :func:`~stair_es.engine.connect` (detection itself is one short sync request)."""
+async def connect_async(
+    config: ConnectionConfig | Any = None, *, client: Any = None, **overrides: Any
+) -> AsyncBackend:
+    """Async twin of :func:`~stair_es.engine.connect`; ``client=`` wraps your own async client.
+
+    Detection is one short request, run in a worker thread so the loop keeps going.
+    """
+    from stair_es.engine.clients import is_client
+
+    if client is None and config is not None and is_client(config):
+        client, config = config, None
+    if client is not None:
+        return await AsyncBackend.from_client(
+            client, config=config, distribution=overrides.get("distribution")
+        )
     config = config if config is not None else ConnectionConfig.from_env(**overrides)
-    info = detect(config)
-    if config.distribution != "auto":
-        info = ClusterInfo(config.distribution, info.number, info.cluster_name, info.lucene_version)
+    if config.aws_region:  # signed requests: identify the engine through the signing client
+        from opensearchpy import AsyncOpenSearch
+
+        from stair_es.engine.opensearch_backend import client_kwargs
+
+        own = AsyncOpenSearch(**client_kwargs(config, use_async=True))
+        try:
+            backend = await AsyncBackend.from_client(own, config=config)
+        except BaseException:
+            await own.close()
+            raise
+        backend._owns_client = True
+        return backend
+    info = await asyncio.to_thread(cluster_info, config)
     backend = AsyncBackend(config, info)
-    await backend.load_capabilities()
+    try:
+        await backend.load_capabilities()
+    except BaseException:
+        await backend.close()
+        raise
     return backend
 
 
@@ -176,13 +238,41 @@ class AsyncSearcher(Searcher):
             meta = await backend.index_meta(index)
         return cls(backend, index, meta, encoder, options)
 
-    async def search(self, *args: Any, explain: bool = True, **kwargs: Any) -> SearchResult:  # type: ignore[override]
-        plan = self.plan(*args, explain=explain, **kwargs)
+    async def search(  # type: ignore[override]
+        self,
+        text: str | None = None,
+        image: Any = None,
+        tokens: Any = None,
+        *,
+        explain: bool = True,
+        **kwargs: Any,
+    ) -> SearchResult:
+        """Like :meth:`Searcher.search`; a text or image is encoded in a worker thread."""
+        encoded = None
+        if (
+            tokens is None
+            and kwargs.get("mode", "exact") != "bm25"
+            and (text is not None) != (image is not None)
+        ):
+            encoded = await asyncio.to_thread(self.query_vector, text, image, None)
+        plan = self.plan(text, image, tokens, explain=explain, encoded=encoded, **kwargs)
         start = time.perf_counter()
         resp = await self.backend.search(self.index, plan.body)  # type: ignore[misc]
+        return self.result(resp, plan, explain, (time.perf_counter() - start) * 1000)
+
+    async def search_many(  # type: ignore[override]
+        self, queries: Sequence[str | Mapping[str, Any]], *, explain: bool = True, **common: Any
+    ) -> list[SearchResult]:
+        """Like :meth:`Searcher.search_many`: one batch encode (in a worker thread), one ``_msearch``."""
+        specs = [{"text": q} if isinstance(q, str) else dict(q) for q in queries]
+        vectors = await asyncio.to_thread(self.encode_queries, specs, common.get("mode", "exact"))
+        plans = self.plans(specs, vectors, explain, common)
+        start = time.perf_counter()
+        responses = await self.backend.msearch(self.index, [p.body for p in plans])  # type: ignore[attr-defined]
         took = (time.perf_counter() - start) * 1000
-        hits = [self._hit(raw, plan, explain) for raw in resp["hits"]["hits"]]
-        return SearchResult(hits=hits, plan=plan, took_ms=took, query_tokens=plan.used)
+        return [
+            self.result(r, p, explain, took, position=i) for i, (r, p) in enumerate(zip(responses, plans))
+        ]
 
 
 class AsyncIndexer(Indexer):

@@ -8,6 +8,7 @@ builder, searcher) talks only to :class:`Backend`, with request bodies as plain 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.mappings import IndexMeta, ModelMeta, index_body, parse_meta
 from stair_es.errors import EngineError
 
+logger = logging.getLogger(__name__)
 DEFAULT_MAX_CLAUSES = 1024  # OpenSearch and ES 7 default; the ES 8.1+ auto-sized limit is never lower
 
 
@@ -28,6 +30,7 @@ class ClusterInfo:
     number: str
     cluster_name: str = ""
     lucene_version: str = ""
+    detected: bool = True  # False: the distribution was given, the version is the client library's
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -55,7 +58,7 @@ class ClusterInfo:
 
     def describe(self) -> str:
         name = "OpenSearch" if self.distribution == "opensearch" else "Elasticsearch"
-        return f"{name} {self.number}"
+        return f"{name} {self.number}" if self.detected else f"{name} (version assumed {self.number})"
 
 
 def parse_root(body: Mapping[str, Any]) -> ClusterInfo:
@@ -122,6 +125,46 @@ class Backend:
         self.info = info
         self._max_clauses: int | None = None
         self._plugins: set[str] | None = None
+        self._owns_client = True  # a client handed in by the caller is theirs to close
+
+    @classmethod
+    def from_client(
+        cls,
+        client: Any,
+        *,
+        distribution: str | None = None,
+        config: ConnectionConfig | None = None,
+        _owned: bool = False,
+        _cls: type[Backend] | None = None,
+    ) -> Backend:
+        """Wrap your own ``opensearchpy.OpenSearch`` or ``elasticsearch.Elasticsearch`` client.
+
+        Its connection settings and auth (SigV4, Cloud id, bearer token, TLS, pools) are used as
+        they are. The engine is identified with ``GET /`` through that client, unless
+        ``distribution`` ("opensearch"/"elasticsearch") is given: then nothing is requested and the
+        version is assumed to be the client library's. :meth:`close` leaves the client open.
+        """
+        from stair_es.engine.clients import (
+            backend_class,
+            check_pair,
+            client_config,
+            client_kind,
+            info_from_client,
+        )
+
+        kind = client_kind(client)
+        config = config or client_config(client, distribution or "auto")
+        wanted = distribution or config.distribution
+        info = check_pair(kind, assumed_info(wanted) if wanted != "auto" else info_from_client(client, kind))
+        target = _cls or backend_class(kind)
+        backend = target.__new__(target)
+        Backend.__init__(backend, config, info)
+        backend._adopt(client)
+        backend._owns_client = _owned
+        return backend
+
+    def _adopt(self, client: Any) -> None:  # pragma: no cover - adapters override
+        self.client = client
 
     # error handling ---------------------------------------------------------------------------
     def _error_status(self, exc: BaseException) -> int | None:  # pragma: no cover - adapters override
@@ -334,7 +377,8 @@ class Backend:
         return list(resp["responses"])
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
     def __enter__(self) -> Backend:
         return self
@@ -355,16 +399,38 @@ def _dig(tree: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def connect(config: ConnectionConfig | None = None, **overrides: Any) -> Backend:
-    """Detect the engine and return its adapter. ``connect()`` reads ``STAIR_ES_*`` variables."""
-    config = config if config is not None else ConnectionConfig.from_env(**overrides)
-    info = detect(config)  # needed for the version even when the distribution is given
+def assumed_info(distribution: str) -> ClusterInfo:
+    """A given distribution, no request: the version is assumed to be the client library's."""
+    module = "opensearchpy" if distribution == "opensearch" else "elasticsearch"
+    from stair_es.errors import require
+
+    lib = require(module, distribution, f"Talking to {distribution}")
+    return ClusterInfo(distribution, str(lib.__versionstr__), detected=False)
+
+
+def cluster_info(config: ConnectionConfig) -> ClusterInfo:
+    """``GET /`` unless ``config.distribution`` says what the cluster is (then no request at all)."""
     if config.distribution != "auto":
-        info = ClusterInfo(config.distribution, info.number, info.cluster_name, info.lucene_version)
-    if info.distribution == "opensearch":
-        from stair_es.engine.opensearch_backend import OpenSearchBackend
+        return assumed_info(config.distribution)
+    return detect(config)
 
-        return OpenSearchBackend(config, info)
-    from stair_es.engine.elasticsearch_backend import ElasticsearchBackend
 
-    return ElasticsearchBackend(config, info)
+def connect(config: ConnectionConfig | Any = None, *, client: Any = None, **overrides: Any) -> Backend:
+    """The adapter for a cluster. ``connect()`` reads ``STAIR_ES_*`` variables; ``connect(urls=...)``;
+    ``connect(client=OpenSearch(...))`` (or ``Elasticsearch(...)``, also positional) wraps your own
+    client: its auth (SigV4, Cloud id, bearer, TLS) is used as it is (see :meth:`Backend.from_client`).
+    """
+    from stair_es.engine.clients import backend_class, is_client
+
+    if client is None and config is not None and is_client(config):
+        client, config = config, None
+    if client is not None:
+        return Backend.from_client(client, config=config, distribution=overrides.get("distribution"))
+    config = config if config is not None else ConnectionConfig.from_env(**overrides)
+    if config.aws_region:  # requests are signed by the client, so detection goes through it too
+        from stair_es.engine.opensearch_backend import OpenSearchBackend, make_client
+
+        return Backend.from_client(make_client(config), config=config, _owned=True, _cls=OpenSearchBackend)
+    info = cluster_info(config)
+    logger.info("connected to %s at %s", info.describe(), config.describe())
+    return backend_class(info.distribution)(config, info)

@@ -27,6 +27,10 @@ ENV_VARS: dict[str, str] = {
     "timeout": "STAIR_ES_TIMEOUT",
     "max_retries": "STAIR_ES_MAX_RETRIES",
     "distribution": "STAIR_ES_DISTRIBUTION",
+    "cloud_id": "STAIR_ES_CLOUD_ID",
+    "bearer_token": "STAIR_ES_BEARER_TOKEN",
+    "aws_region": "STAIR_ES_AWS_REGION",
+    "aws_service": "STAIR_ES_AWS_SERVICE",
 }
 
 DISTRIBUTIONS = ("auto", "opensearch", "elasticsearch")
@@ -47,7 +51,11 @@ class ConnectionConfig:
 
     ``urls``: one or more node URLs (``http://host:9200``). ``api_key`` is either ``id:key`` or the
     already base64-encoded form. ``distribution`` skips detection when set to ``opensearch`` or
-    ``elasticsearch`` (useful behind proxies that hide ``GET /``).
+    ``elasticsearch`` (no ``GET /``: for proxies and serverless collections that hide it; the
+    version is then assumed to be the client library's). ``cloud_id`` (Elastic Cloud) replaces
+    ``urls``; ``bearer_token`` sends ``Authorization: Bearer``; ``aws_region`` signs every request
+    with AWS SigV4 for ``aws_service`` (``es``: Amazon OpenSearch Service, ``aoss``: Serverless)
+    through opensearch-py's ``AWSV4SignerAuth`` (``pip install "stair-es[aws]"``).
     """
 
     urls: tuple[str, ...] = (DEFAULT_URL,)
@@ -60,8 +68,14 @@ class ConnectionConfig:
     max_retries: int = 3
     distribution: str = "auto"
     headers: Mapping[str, str] = field(default_factory=dict)
+    cloud_id: str | None = None
+    bearer_token: str | None = None
+    aws_region: str | None = None
+    aws_service: str = "es"
 
     def __post_init__(self) -> None:
+        if self.cloud_id:
+            object.__setattr__(self, "urls", (cloud_id_url(self.cloud_id),))
         if isinstance(self.urls, str):
             object.__setattr__(self, "urls", tuple(u.strip() for u in self.urls.split(",") if u.strip()))
         urls = tuple(u.rstrip("/") for u in self.urls)
@@ -79,6 +93,20 @@ class ConnectionConfig:
             raise UsageError("give both a user and a password, or neither")
         if self.timeout <= 0:
             raise UsageError(f"timeout must be positive, got {self.timeout}")
+        given = [
+            name
+            for name, value in (
+                ("user/password", self.username),
+                ("API key", self.api_key),
+                ("bearer token", self.bearer_token),
+                ("AWS SigV4", self.aws_region),
+            )
+            if value
+        ]
+        if len(given) > 1:
+            raise UsageError(f"give one way to authenticate, not {' and '.join(given)}")
+        if self.aws_region and self.distribution == "elasticsearch":
+            raise UsageError("AWS SigV4 signing is for OpenSearch (opensearch-py); drop the distribution")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionConfig:
@@ -113,6 +141,8 @@ class ConnectionConfig:
         headers = dict(self.headers)
         if self.api_key:
             headers["Authorization"] = f"ApiKey {self.encoded_api_key()}"
+        elif self.bearer_token:
+            headers["Authorization"] = f"Bearer {self.bearer_token}"
         elif self.username is not None:
             token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
@@ -128,6 +158,20 @@ class ConnectionConfig:
     def describe(self) -> str:
         """Address without credentials, for messages."""
         return ", ".join(self.urls)
+
+
+def cloud_id_url(cloud_id: str) -> str:
+    """The Elasticsearch URL an Elastic Cloud id names (``name:base64(host[:port]$es_uuid$kibana_uuid)``),
+    parsed as elasticsearch-py parses it, so detection and messages use the address the client uses."""
+    _, _, encoded = cloud_id.partition(":")
+    try:
+        parts = base64.b64decode(encoded.encode("ascii"), validate=False).decode("ascii").split("$")
+    except (ValueError, UnicodeError):
+        parts = []
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise UsageError("the cloud id is not an Elastic Cloud id (name:base64 of host$es-uuid$kibana-uuid)")
+    host, _, port = parts[0].rpartition(":") if ":" in parts[0] else (parts[0], "", "443")
+    return f"https://{parts[1]}.{host}:{port}"
 
 
 def _number(var: str, text: str, kind: type) -> Any:

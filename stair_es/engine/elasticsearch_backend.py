@@ -63,9 +63,13 @@ class ElasticsearchBackend(Backend):
     def __init__(self, config: ConnectionConfig, info: ClusterInfo) -> None:
         super().__init__(config, info)
         es = require("elasticsearch", "elasticsearch", "Talking to Elasticsearch")
+        self._adopt(es.Elasticsearch(**client_kwargs(config)))
+
+    def _adopt(self, client: Any) -> None:
         self.helpers = require("elasticsearch.helpers", "elasticsearch", "Bulk indexing into Elasticsearch")
-        self.client = es.Elasticsearch(**client_kwargs(config))
-        self.compat_rewritten = pin_compat_headers(self.client, info.major)
+        self.client = client
+        # an assumed version is the client's own: nothing to rewrite
+        self.compat_rewritten = self.info.detected and pin_compat_headers(client, self.info.major)
 
     def _error_status(self, exc: BaseException) -> int | None:
         meta = getattr(exc, "meta", None)
@@ -76,19 +80,24 @@ class ElasticsearchBackend(Backend):
 def client_kwargs(config: ConnectionConfig) -> dict[str, Any]:
     """elasticsearch-py constructor arguments (shared by the sync and async clients)."""
     kwargs: dict[str, Any] = {
-        "hosts": list(config.urls),
         "request_timeout": config.timeout,
         "max_retries": config.max_retries,
         "retry_on_timeout": True,
         "verify_certs": config.verify_certs,
         "ssl_show_warn": config.verify_certs,
     }
+    if config.cloud_id:
+        kwargs["cloud_id"] = config.cloud_id
+    else:
+        kwargs["hosts"] = list(config.urls)
     if config.ca_certs:
         kwargs["ca_certs"] = config.ca_certs
     if config.username is not None:
         kwargs["basic_auth"] = (config.username, config.password)
     if config.api_key:
         kwargs["api_key"] = config.encoded_api_key()
+    if config.bearer_token:
+        kwargs["bearer_auth"] = config.bearer_token
     if config.headers:
         kwargs["headers"] = dict(config.headers)
     return kwargs

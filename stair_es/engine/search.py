@@ -52,6 +52,7 @@ class Hit:
     source: dict[str, Any]
     field: str | None = None
     explanation: list[TokenContribution] = dataclasses.field(default_factory=list)
+    sort: list[Any] | None = None  # the engine's sort values: pass the last hit's as search_after
 
     @property
     def explained_score(self) -> float:
@@ -76,11 +77,20 @@ class SearchResult:
     plan: QueryPlan
     took_ms: float
     query_tokens: SparseVector
+    total: int | None = None  # matching documents (with ``track_total_hits``), else None
+    total_relation: str = "eq"  # "gte": at least ``total`` (the engine stopped counting)
+
+    @property
+    def next_search_after(self) -> list[Any] | None:
+        """``search_after`` for the next page (a search with ``search_after`` sorts its hits)."""
+        return self.hits[-1].sort if self.hits and self.hits[-1].sort else None
 
     def to_dict(self, top_tokens: int | None = 10) -> dict[str, Any]:
         return {
             "mode": self.plan.mode,
             "took_ms": round(self.took_ms, 2),
+            "total": self.total,
+            "total_relation": self.total_relation,
             "query_tokens": len(self.query_tokens),
             "used_tokens": len(self.plan.used),
             "pruned_tokens": self.plan.pruned_tokens,
@@ -191,15 +201,25 @@ class Searcher:
         mode: str = "exact",
         target: str = "image",
         explain: bool = True,
+        search_after: Sequence[Any] | None = None,
+        track_total_hits: bool | int | None = None,
+        encoded: SparseVector | None = None,
     ) -> QueryPlan:
-        """The request body :meth:`search` would send (for ``--show-query`` and tests)."""
+        """The request body :meth:`search` would send (for ``--show-query`` and tests).
+
+        ``encoded``: the query vector of ``text``/``image`` when the caller already encoded it (the
+        async searcher encodes in a worker thread, batch search encodes all queries at once).
+        """
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if target not in TARGETS:
             raise UsageError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
         if mode in ("hybrid", "bm25") and text is None:
             raise UsageError(f"mode '{mode}' needs a text query (BM25 runs on captions)")
-        vec = None if mode == "bm25" else self.query_vector(text, image, tokens)
+        if encoded is not None:
+            vec: SparseVector | None = encoded
+        else:
+            vec = None if mode == "bm25" else self.query_vector(text, image, tokens)
         if vec is not None and len(vec) == 0:
             raise UsageError("the query has no token with a positive weight; nothing to search for")
         fields = TARGETS[target]
@@ -224,7 +244,27 @@ class Searcher:
         )
         if explain and mode != "bm25" and not self.meta.tokens_in_source:
             plan.body["explain"] = True  # token maps are not stored in _source: ask the engine
+        if track_total_hits is not None:
+            plan.body["track_total_hits"] = track_total_hits
+        if search_after is not None:
+            self._page_after(plan, search_after, offset)
         return plan
+
+    def _page_after(self, plan: QueryPlan, search_after: Sequence[Any], offset: int) -> None:
+        """Sort by score with a unique tiebreak so ``search_after`` pages never skip or repeat."""
+        if plan.mode == "two_phase":
+            raise UsageError(
+                "search_after cannot page two-phase results (rescored hits cannot be sorted); use offset"
+            )
+        if offset:
+            raise UsageError("give either offset or search_after, not both")
+        # _id sorts on OpenSearch and ES 7; ES 8+ disables _id field data: index order breaks ties
+        tiebreak = (
+            "_doc" if self.backend.distribution == "elasticsearch" and self.backend.info.major >= 8 else "_id"
+        )
+        plan.body["sort"] = [{"_score": "desc"}, {tiebreak: "asc"}]
+        if search_after:
+            plan.body["search_after"] = list(search_after)
 
     def search(
         self,
@@ -238,16 +278,124 @@ class Searcher:
         mode: str = "exact",
         target: str = "image",
         explain: bool = True,
+        search_after: Sequence[Any] | None = None,
+        track_total_hits: bool | int | None = None,
     ) -> SearchResult:
-        """Top ``k`` hits (from ``offset``) for one query; see :data:`~stair_es.engine.query.MODES`."""
+        """Top ``k`` hits (from ``offset``) for one query; see :data:`~stair_es.engine.query.MODES`.
+
+        Paging: ``offset`` for the first pages; for deep pages pass ``search_after=[]`` on the first
+        call and ``result.next_search_after`` afterwards. ``track_total_hits=True`` fills
+        ``result.total`` (an int caps the count, which then has ``total_relation`` "gte").
+        """
         plan = self.plan(
-            text, image, tokens, k=k, offset=offset, filter=filter, mode=mode, target=target, explain=explain
+            text,
+            image,
+            tokens,
+            k=k,
+            offset=offset,
+            filter=filter,
+            mode=mode,
+            target=target,
+            explain=explain,
+            search_after=search_after,
+            track_total_hits=track_total_hits,
         )
         start = time.perf_counter()
         resp = self.backend.search(self.index, plan.body)
+        return self.result(resp, plan, explain, (time.perf_counter() - start) * 1000)
+
+    def search_many(
+        self, queries: Sequence[str | Mapping[str, Any]], *, explain: bool = True, **common: Any
+    ) -> list[SearchResult]:
+        """Several queries in one ``_msearch`` request; texts (and images) are encoded in one batch.
+
+        Each query is a text, or a mapping with ``text``/``image``/``tokens`` and optionally its own
+        ``k``, ``filter``, ``mode`` ... (``common`` holds the defaults). Results come back in order;
+        a query the engine refused raises :class:`EngineError` naming its position.
+        """
+        specs = [{"text": q} if isinstance(q, str) else dict(q) for q in queries]
+        vectors = self.encode_queries(specs, common.get("mode", "exact"))
+        plans = self.plans(specs, vectors, explain, common)
+        start = time.perf_counter()
+        responses = self.backend.msearch(self.index, [p.body for p in plans])
         took = (time.perf_counter() - start) * 1000
+        return [
+            self.result(r, p, explain, took, position=i) for i, (r, p) in enumerate(zip(responses, plans))
+        ]
+
+    def plans(
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        vectors: Sequence[SparseVector | None],
+        explain: bool,
+        common: Mapping[str, Any],
+    ) -> list[QueryPlan]:
+        """One plan per query spec, with its vector already encoded."""
+        return [
+            self.plan(
+                **{k: v for k, v in {**common, **spec}.items() if k not in ("image", "tokens")},
+                explain=explain,
+                encoded=vec,
+            )
+            for spec, vec in zip(specs, vectors, strict=True)
+        ]
+
+    def encode_queries(
+        self, specs: Sequence[Mapping[str, Any]], default_mode: str
+    ) -> list[SparseVector | None]:
+        """Query vectors of many queries: one text batch, one image batch (None for bm25)."""
+        out: list[SparseVector | None] = [None] * len(specs)
+        texts, images = [], []
+        for i, spec in enumerate(specs):
+            given = [spec.get(key) is not None for key in ("text", "image", "tokens")]
+            if sum(given) != 1:
+                raise UsageError(f"query #{i}: give exactly one of text, image or tokens")
+            if spec.get("mode", default_mode) == "bm25":
+                continue
+            if spec.get("tokens") is not None:
+                out[i] = self.query_vector(tokens=spec["tokens"])
+            elif spec.get("text") is not None:
+                texts.append(i)
+            else:
+                images.append(i)
+        if (texts or images) and self.encoder is None:
+            raise UsageError("text and image queries need an encoder (a model); pass tokens otherwise")
+        if texts:
+            assert self.encoder is not None
+            for i, vec in zip(texts, self.encoder.encode_texts([specs[i]["text"] for i in texts])):
+                out[i] = vec
+        if images:
+            assert self.encoder is not None
+            for i, vec in zip(images, self.encoder.encode_images([specs[i]["image"] for i in images])):
+                out[i] = vec
+        return out
+
+    def result(
+        self,
+        resp: Mapping[str, Any],
+        plan: QueryPlan,
+        explain: bool,
+        took_ms: float,
+        position: int | None = None,
+    ) -> SearchResult:
+        """A :class:`SearchResult` from one search response (or one ``_msearch`` item)."""
+        if "error" in resp and "hits" not in resp:
+            where = f"query #{position}" if position is not None else "the search"
+            reason = resp["error"].get("reason") if isinstance(resp["error"], Mapping) else resp["error"]
+            raise EngineError(f"{where} failed on {self.backend.info.describe()}: {reason}")
         hits = [self._hit(raw, plan, explain) for raw in resp["hits"]["hits"]]
-        return SearchResult(hits=hits, plan=plan, took_ms=took, query_tokens=plan.used)
+        total = resp["hits"].get("total")
+        count, relation = (
+            (total.get("value"), total.get("relation", "eq")) if isinstance(total, Mapping) else (total, "eq")
+        )
+        return SearchResult(
+            hits=hits,
+            plan=plan,
+            took_ms=took_ms,
+            query_tokens=plan.used,
+            total=int(count) if count is not None else None,
+            total_relation=str(relation),
+        )
 
     def _hit(self, raw: Mapping[str, Any], plan: QueryPlan, with_explanation: bool) -> Hit:
         source = dict(raw.get("_source") or {})
@@ -255,7 +403,7 @@ class Searcher:
         score = float(raw.get("_score") or 0.0)
         if plan.score_scale != 1.0:  # engine scores are float32: undo the JSON decimal, then scale
             score = float(np.float32(score)) * plan.score_scale
-        hit = Hit(id=str(raw["_id"]), score=score, source=source)
+        hit = Hit(id=str(raw["_id"]), score=score, source=source, sort=raw.get("sort"))
         if with_explanation and plan.mode != "bm25" and "_explanation" in raw:
             hit.field, hit.explanation = explain_from_engine(
                 plan.used, raw["_explanation"], plan.fields, self.meta.weight_shift

@@ -8,7 +8,9 @@ in the session, so the two overlap.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from stair_es.runtime.sessions import (
 from stair_es.runtime.tokenizer import TextTokenizer, file_sha256
 from stair_es.sparse import SparseVector
 
+logger = logging.getLogger(__name__)
 _DEFAULT: Any = object()  # "use the manifest's pruning default"
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
@@ -79,7 +82,11 @@ class StreamStats:
 
 
 class Encoder:
-    """Text and image encoders of one exported model; sessions are created on first use."""
+    """Text and image encoders of one exported model; sessions are created on first use.
+
+    Thread-safe: one onnxruntime session per tower, created once and shared by every thread
+    (``InferenceSession.run`` may be called concurrently), so N threads never load N copies.
+    """
 
     def __init__(
         self,
@@ -103,6 +110,7 @@ class Encoder:
         self.tokenizer = self._load_tokenizer(manifest)
         self.tokens: list[str] = self.tokenizer.tokens
         self._sessions: dict[str, tuple[Any, ProviderInfo, str]] = {}
+        self._sessions_lock = threading.Lock()
 
     # identity ------------------------------------------------------------------------------
     @property
@@ -274,9 +282,16 @@ class Encoder:
 
     # sessions ------------------------------------------------------------------------------
     def _session(self, tower: str) -> tuple[Any, ProviderInfo, str]:
-        if tower not in self._sessions:
-            self._sessions[tower] = self._open(tower)
-        return self._sessions[tower]
+        found = self._sessions.get(tower)
+        if found is None:
+            with self._sessions_lock:  # the first callers wait for one session instead of each making one
+                found = self._sessions.get(tower)
+                if found is None:
+                    found = self._sessions[tower] = self._open(tower)
+                    logger.info(
+                        "%s tower of %s [%s] on %s", tower, self.model_id, found[2], found[1].describe()
+                    )
+        return found
 
     def _open(self, tower: str) -> tuple[Any, ProviderInfo, str]:
         graphs = self.manifest.graphs
