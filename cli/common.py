@@ -102,15 +102,17 @@ def connect_backend(connection: dict[str, Any]):
     return connect(config)
 
 
-def model_option(required: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--model DIR: an exported model (manifest + ONNX graphs) [env STAIR_ES_MODEL; default: demo model]."""
+def model_option(
+    required: bool = True, default_help: str = "the demo model if built"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--model DIR: an exported model (manifest + ONNX graphs) [env STAIR_ES_MODEL]."""
     return click.option(
         "--model",
         "model_path",
         envvar=MODEL_ENV,
         default=None,
         type=click.Path(file_okay=False, path_type=Path),
-        help="Exported model folder (stair-es export) [env STAIR_ES_MODEL; default: the demo model if built].",
+        help=f"Exported model folder (stair-es export) [env STAIR_ES_MODEL; default: {default_help}].",
     )
 
 
@@ -129,6 +131,28 @@ def resolve_model_path(model_path: Path | None) -> Path:
     raise UsageError(
         "no model: pass --model DIR (an exported model) or run `stair-es demo` to build the demo model"
     )
+
+
+def model_for_index(model_path: Path | None, backend: Any, index: str) -> Path:
+    """``--model`` when given, else the model ``index`` (or the alias) was built with, found on this
+    machine by its id and vocabulary hash (stair_es.runtime.registry); says which it uses."""
+    if model_path is not None:
+        return model_path
+    from stair_es.errors import ModelError
+    from stair_es.runtime.registry import find_model, registry_path
+
+    model = backend.index_meta(index).model
+    found = find_model(model.model_id, model.vocab_hash, [model.path])
+    if found is None:
+        raise ModelError(
+            f"index '{index}' was built with model '{model.model_id}' (vocab {model.vocab_hash[:12]}), which "
+            f"is not at its recorded folder ({model.path or 'none recorded'}) nor in {registry_path()}: "
+            "pass --model DIR"
+        )
+    echo_err(
+        f"model {model.model_id} at {found[0]} (index '{index}' was built with it; found via {found[1]})"
+    )
+    return found[0]
 
 
 def load_runtime_encoder(model_path: Path | None, provider: str = "auto", **kwargs: Any):

@@ -324,6 +324,42 @@ def check_index(report: Report, backend: Any, index: str, model: Any) -> None:
         report.add(f"index {index}", OK, detail)
 
 
+def model_of_index(report: Report, connection: dict[str, Any], index: str) -> Path | None:
+    """The model ``index`` was built with, when it is on this machine (else the model check warns)."""
+    from stair_es.engine import ConnectionConfig, connect
+    from stair_es.errors import StairError
+    from stair_es.local import instances, node_status
+    from stair_es.runtime.registry import find_model
+
+    settings = {k: v for k, v in connection.items() if k != "use_local"}
+    if not settings.get("urls"):
+        running = [s.url for s in instances() if node_status(s)["running"]]
+        if not running:
+            return None
+        import os
+
+        from stair_es_cli.common import LOCAL_PORT_ENV
+
+        wanted = f"127.0.0.1:{os.environ.get(LOCAL_PORT_ENV, '9200')}"
+        settings["urls"] = next((u for u in running if u.rstrip("/").endswith(wanted)), running[0])
+    try:
+        with connect(ConnectionConfig.from_env(env={}, **settings)) as backend:
+            model = backend.index_meta(index).model
+    except StairError:
+        return None  # the engine and index checks say why
+    found = find_model(model.model_id, model.vocab_hash, [model.path])
+    if found is None:
+        report.add(
+            "model source",
+            WARN,
+            f"index '{index}' was built with model {model.model_id}, not found on this machine",
+            "pass --model DIR",
+        )
+        return None
+    report.add("model source", OK, f"the model index '{index}' was built with ({found[1]})")
+    return found[0]
+
+
 # --------------------------------------------------------------------------------------------
 # command
 
@@ -342,7 +378,7 @@ def render(report: Report) -> str:
 
 
 @click.command(epilog=DOCTOR_EXIT_HELP)
-@model_option()
+@model_option(default_help="the model of --index, else the demo model")
 @provider_option("Execution provider to test")
 @click.option(
     "--index",
@@ -375,6 +411,8 @@ def doctor(
     report = Report()
     report.run("versions", lambda: check_versions(report))
     state: dict[str, Any] = {"manifest": None, "graph": None, "local": []}
+    if model_path is None and index_name:
+        model_path = model_of_index(report, connection, index_name)
 
     def model_checks() -> None:
         state["manifest"], state["graph"] = check_model(report, model_path, verify_hashes)

@@ -158,7 +158,7 @@ def render_report(report: dict[str, Any]) -> str:
     default=None,
     help="Also write the JSON report here.",
 )
-@model_option()
+@model_option(default_help="none: evaluating needs a model")
 @provider_option()
 @connection_options
 def eval_cmd(
@@ -223,8 +223,12 @@ def eval_cmd(
             split,
             max_images,
         )
+    if model_path is None:  # evaluating the demo model by default would report someone else's numbers
+        from stair_es.errors import UsageError
+
+        raise UsageError("which model? pass --model DIR (an exported model) or set STAIR_ES_MODEL")
     encoder = load_runtime_encoder(model_path, provider)
-    echo_err(f"model {encoder.model_id} on {encoder.provider_info('text').describe()}")
+    echo_err(f"model {encoder.model_id} at {model_path} on {encoder.provider_info('text').describe()}")
     target = None
     backend = None
     if use_engine:

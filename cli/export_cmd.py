@@ -97,6 +97,9 @@ def export(
         pruning={"top_k": prune_top_k, "min_weight": prune_min_weight},
         log=lambda msg: click.echo(msg, err=True),
     )
+    from stair_es.runtime.registry import register_model
+
+    register_model(manifest)  # so `stair-es search --index ...` finds it without --model
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         return

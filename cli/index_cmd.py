@@ -37,10 +37,31 @@ Exit status:
 """
 
 
-def _common_options(default_index: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _common_options(
+    default_index: str, encoder: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    encoder_only = {"--batch-size", "--provider", "--precision", "--threads", "--shard-id", "--num-shards"}
     options = [
-        model_option(),
-        click.option("--index", "index_name", default=default_index, show_default=True, help="Index name."),
+        model_option(default_help="the model an existing index was built with, else the demo model"),
+        click.option(
+            "--index",
+            "index_name",
+            envvar="STAIR_ES_INDEX",
+            default=None,
+            help=f"Index name [env STAIR_ES_INDEX; default: {default_index}, or ALIAS-<model id> with --alias].",
+        ),
+        click.option(
+            "--alias",
+            default=None,
+            help="Build ALIAS-<model id> beside the live index, then move the alias ALIAS to it in one "
+            "atomic step when the run has no failures (re-index without downtime).",
+        ),
+        click.option(
+            "--keep-settings",
+            is_flag=True,
+            help="Leave refresh_interval and replicas alone during the load (for a live index that "
+            "serves searches); by default large loads relax them and restore them afterwards.",
+        ),
         click.option(
             "--failures",
             "failures_path",
@@ -101,12 +122,24 @@ def _common_options(default_index: str) -> Callable[[Callable[..., Any]], Callab
         ),
     ]
 
+    if not encoder:
+        options = [o for o in options if not encoder_only & set(_flags(o))]
+
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
             func = option(func)
         return connection_options(func)
 
     return decorate
+
+
+def _flags(decorator: Callable[..., Any]) -> list[str]:
+    """The flags of a click.option decorator (applied to a throwaway function)."""
+
+    def probe() -> None: ...
+
+    decorator(probe)
+    return [flag for param in getattr(probe, "__click_params__", []) for flag in param.opts]
 
 
 @click.group()
@@ -151,7 +184,7 @@ def images(paths: tuple[Path, ...], **kw: Any) -> None:
     items = list(
         select_shard(discover_images(paths, kw.pop("caption_from")), kw["shard_id"], kw["num_shards"])
     )
-    _run("images", items, kw)
+    _run("images", items, kw, "stair-images")
 
 
 @index.command(epilog=EXIT_CODES_HELP)
@@ -165,23 +198,73 @@ def texts(file: Path, **kw: Any) -> None:
     Without "id", ids are the sha256 of the text, so re-running skips texts already indexed.
     """
     from stair_es.ingest import read_text_corpus, select_shard
+    from stair_es.ingest.discover import check_text_field
 
+    check_text_field(file, kw["text_field"])  # before any index exists: one line, nothing left behind
     items = select_shard(read_text_corpus(file, kw.pop("text_field")), kw["shard_id"], kw["num_shards"])
-    _run("texts", items, kw)
+    with file.open("rb") as handle:  # for the progress line's ETA (a shard takes about its share)
+        total = -(-sum(1 for line in handle if line.strip()) // kw["num_shards"])
+    _run("texts", items, kw, "stair-texts", total)
 
 
-def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
+@index.command(epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_common_options("stair-tokens", encoder=False)
+@click.option("--model-id", default=None, help="Model id of whoever encoded FILE (instead of --model DIR).")
+@click.option(
+    "--vocab-hash", default=None, help="Its vocabulary hash (manifest.json); needed for a new index."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["image", "text"]),
+    default=None,
+    help="Token field for lines with plain 'tokens' and no 'kind'.",
+)
+def tokens(file: Path, **kw: Any) -> None:
+    """Index token maps encoded elsewhere: `stair-es encode` output or any JSONL of
+    {"id", "kind", "tokens": {token: weight}} (or image_tokens / text_tokens maps) per line.
+
+    
+    The model is named by --model DIR (only its manifest is read) or --model-id [--vocab-hash];
+    adding to an existing index of that model needs only the id. No encoder runs.
+      stair-es encode --model m/ --images-dir ~/photos -o photos.jsonl     # e.g. on a GPU host
+      stair-es index tokens photos.jsonl --model m/ --index photos
+    """
+    from stair_es_cli.index_tokens import run_tokens
+
+    run_tokens(file, kw, _report_failure_lines, EXIT_SOME_FAILED)
+
+
+def _report_failure_lines(kw: dict[str, Any], progress: Any) -> Callable[[dict[str, Any]], None]:
+    """Failure lines on stderr: the first SHOWN_FAILURES, then only a pointer to the failures file."""
+    shown = [0]
+
+    def on_failure(entry: dict[str, Any]) -> None:
+        shown[0] += 1
+        if kw["failures_path"] is None or shown[0] <= SHOWN_FAILURES:
+            if progress is not None:
+                progress.clear()
+            echo_err(f"failed: {entry['path']}: {entry['reason']}")
+        elif shown[0] == SHOWN_FAILURES + 1:
+            echo_err(f"more failures are not shown here; all are in {kw['failures_path']}")
+
+    return on_failure
+
+
+def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: int = 0) -> None:
     from stair_es.engine import IndexerOptions
     from stair_es.errors import UsageError
     from stair_es.ingest import EngineSink, Ledger, MemorySink, PipelineOptions, Progress, RunReport
     from stair_es.ingest.pipeline import index_images, index_texts
+    from stair_es.runtime.registry import register_model
+    from stair_es_cli.index_target import IndexTarget
 
     if kw["recreate"] and kw["num_shards"] > 1:
         raise UsageError(
             "--recreate with --num-shards would let each shard delete the others' documents: "
             "delete or recreate the index once before starting the shards"
         )
-    report = RunReport(index=kw["index_name"], kind=kind, dry_run=kw["dry_run"])
+    report = RunReport(index="", kind=kind, dry_run=kw["dry_run"])
     if kw["num_shards"] > 1:
         report.shard = f"{kw['shard_id']}/{kw['num_shards']}"
     encoder_kwargs: dict[str, Any] = {"precision": kw["precision"], "intra_op_threads": kw["threads"]}
@@ -194,43 +277,43 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         encoder_kwargs.update(decode_workers=kw["decode_workers"], max_image_pixels=kw["max_image_pixels"])
     backend = None if kw["dry_run"] else connect_backend(kw["connection"])  # fail fast, before the model
-    encoder = load_runtime_encoder(kw["model_path"], kw["provider"], **encoder_kwargs)
+    target = IndexTarget.plan(kw, backend, default_index)
+    encoder = load_runtime_encoder(target.model_path, kw["provider"], **encoder_kwargs)
+    target.name_for(encoder.model_id)
+    report.index = target.index
     tower = "image" if kind == "images" else "text"
     info = encoder.provider_info(tower)
     report.provider = info.active
     echo_err(f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}")
 
     if backend is None:
-        sink: Any = MemorySink(kw["index_name"])
+        sink: Any = MemorySink(target.index)
     else:
-        options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"])
-        sink = EngineSink(backend, kw["index_name"], options, compact=kw["compact"])
-        state = sink.prepare(
-            encoder.model_id, encoder.vocab_hash, encoder.manifest.vocab_size, kw["recreate"]
+        target.check_existing(kw["compact"], kw["recreate"])
+        relax = {"relax_after": None} if kw["keep_settings"] else {}
+        options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
+        sink = EngineSink(backend, target.index, options, compact=kw["compact"])
+        target.state = sink.prepare(
+            encoder.model_id,
+            encoder.vocab_hash,
+            encoder.manifest.vocab_size,
+            kw["recreate"],
+            model_path=str(Path(encoder.manifest.root).resolve()),
         )
-        echo_err(f"index '{kw['index_name']}' on {backend.info.describe()}: {state}")
+        register_model(encoder.manifest)
+        echo_err(f"index '{target.index}' on {backend.info.describe()}: {target.state}")
 
-    shown = [0]
-
-    def on_failure(entry: dict[str, Any]) -> None:
-        shown[0] += 1
-        if kw["failures_path"] is None or shown[0] <= SHOWN_FAILURES:
-            _clear_line(progress)
-            echo_err(f"failed: {entry['path']}: {entry['reason']}")
-        elif shown[0] == SHOWN_FAILURES + 1:
-            echo_err(f"more failures are not shown here; all are in {kw['failures_path']}")
-
-    ledger = Ledger(report, kw["failures_path"], on_failure)
+    progress = None
+    if kw["progress"]:
+        total = len(items) if isinstance(items, list) else total
+        progress = Progress(report, total, sys.stderr, tty=sys.stderr.isatty())
+    ledger = Ledger(report, kw["failures_path"], _report_failure_lines(kw, progress))
     pipeline_options = PipelineOptions(
         batch_size=kw["batch_size"],
         decode_workers=kw.get("decode_workers"),
         skip_existing=kw["skip_existing"] and not kw["recreate"],
         encode_captions=kw.get("encode_captions", False),
     )
-    progress = None
-    if kw["progress"]:
-        total = len(items) if isinstance(items, list) else 0
-        progress = Progress(report, total, sys.stderr, tty=sys.stderr.isatty())
     try:
         if kind == "images":
             echo_err(
@@ -247,10 +330,16 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
         raise
     finally:
         ledger.close()
-        if backend is not None:
-            backend.close()
+        try:
+            if backend is not None:
+                target.finish(report)
+        finally:
+            if backend is not None:
+                backend.close()
     _clear_line(progress)
     for line in report.summary_lines():
+        echo_err(line)
+    for line in target.messages:
         echo_err(line)
     if kw["as_json"]:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -260,4 +349,4 @@ def _run(kind: str, items: Any, kw: dict[str, Any]) -> None:
 
 def _clear_line(progress: Any) -> None:
     if progress is not None:
-        progress.close()
+        progress.close()  # a terminal's progress line goes away before the summary

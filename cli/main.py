@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export_cmd", "export", "Export a trained model to ONNX with a manifest and parity report."),
     "encode": ("encode_cmd", "encode", "Encode texts or images to token->weight JSONL."),
     "index": ("index_cmd", "index", "Index image folders/manifests or text corpora into the engine."),
+    "alias": (
+        "alias_cmd",
+        "alias",
+        "List aliases, or point one at an index atomically (zero-downtime swaps).",
+    ),
     "search": ("search_cmd", "search", "Search with a text or an image query."),
     "explain": ("search_cmd", "explain", "Show the token->weight map of a text or an image."),
     "eval": ("eval_cmd", "eval_cmd", "Recall@K through the engine and in memory, side by side."),

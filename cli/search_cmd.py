@@ -20,6 +20,7 @@ from stair_es_cli.common import (
     connection_options,
     echo_err,
     load_runtime_encoder,
+    model_for_index,
     model_option,
     provider_option,
 )
@@ -263,7 +264,7 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
     "--json", "as_json", is_flag=True, help="Print JSON (hits with id, score, source, explanation)."
 )
 @click.option("--show-query", is_flag=True, help="Print the request body instead of searching.")
-@model_option()
+@model_option(default_help="the model the index was built with")
 @_provider_option
 @connection_options
 def search(
@@ -315,11 +316,11 @@ def search(
     tokens = _parse_tokens(tokens_json) if tokens_json is not None else None
     index = index_name or TARGET_INDEX[target]
 
-    encoder = None
-    if tokens is None and engine_mode != "bm25":
-        encoder = load_runtime_encoder(model_path, provider)
     backend = connect_backend(connection)
     try:
+        encoder = None
+        if tokens is None and engine_mode != "bm25":
+            encoder = load_runtime_encoder(model_for_index(model_path, backend, index), provider)
         searcher = Searcher(backend, index, encoder, options=QueryOptions(max_clauses=max_clauses))
         kwargs: dict[str, Any] = {
             "k": k,

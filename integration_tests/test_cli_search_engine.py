@@ -217,7 +217,11 @@ def test_no_hits_exit_1_and_model_mismatch_exit_5(
     finally:
         backend.delete_index(other)
     missing = run(engine_url, tiny_onnx_model, "red", "--index", "stair-test-does-not-exist")
-    assert missing.exit_code == 3 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output  # a usage mistake, not the engine's
+    typo = corpus["index"][:-1] + ("x" if not corpus["index"].endswith("x") else "y")
+    mistyped = run(engine_url, tiny_onnx_model, "red", "--index", typo)
+    assert mistyped.exit_code == 2 and f"did you mean '{corpus['index']}'" in mistyped.output, mistyped.output
+    assert len(mistyped.output.strip().splitlines()) == 1
 
 
 def test_tokens_query_needs_no_model(engine_url: str, corpus: dict) -> None:

@@ -191,19 +191,31 @@ def test_ledger_writes_every_failure_and_counts_them(tmp_path: Path) -> None:
 
 
 def test_progress_lines(tmp_path: Path) -> None:
+    """Logs get a plain line per interval with rate, ETA and the time split; a terminal gets one tqdm
+    line that fits its width (80 columns: no wrapping) with the same facts."""
     import io
+    import re
 
     report = RunReport(index="i", discovered=10, encoded=4, skipped_existing=2, failed=1)
-    report.stage_seconds.update(read=1.0, inference=3.0)
+    report.stage_seconds.update(read=1.0, decode_wait=1.0, inference=2.0)
     stream = io.StringIO()
-    Progress(report, 10, stream, tty=False, interval=0).update()
+    progress = Progress(report, 10, stream, tty=False, interval=0)
+    progress.start -= 7.0  # 7 items in 7 s: 1/s, 3 to go
+    progress.update()
     line = stream.getvalue()
-    assert (
-        line.startswith("7/10 (70%)") and "encoded 4 skipped 2 failed 1" in line and "inference 75%" in line
-    )
+    assert line.startswith("7/10 (70%) 1.0 img/s, ETA 3s") and "skipped 2 failed 1" in line, line
+    assert "read 25% decode 25% infer 50% index 0%" in line and line.count("\n") == 1
     tty = io.StringIO()
-    progress = Progress(report, 10, tty, tty=True, interval=0)
-    progress.update()
-    progress.update()
+    progress = Progress(report, 10, tty, tty=True, interval=0, width=80)
+    progress.start -= 2.0
+    for _ in range(3):
+        report.encoded += 1
+        progress.update()
     progress.close()
-    assert tty.getvalue().count("\r") == 4 and "\n" not in tty.getvalue()
+    frames = [f for f in re.split(r"[\r\n]", tty.getvalue()) if f.strip()]
+    assert frames and all(len(f) <= 80 for f in frames), frames
+    assert "\n" not in tty.getvalue().rstrip("\n")
+    last = frames[-1]
+    assert last.startswith("10/10 100%|") and "ETA" in last and "img/s" in last, last
+    assert re.search(r"ETA 00:0\d, rd 25% dec 25% inf 50% idx 0% fail 1$", last), last
+    assert float(re.search(r"([\d.]+)img/s", last).group(1)) < 10  # counted from the run's start

@@ -18,7 +18,7 @@ from typing import Any
 from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, assumed_info, cluster_info
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
-from stair_es.engine.mappings import IndexMeta, parse_meta
+from stair_es.engine.mappings import IndexMeta, field_paths, parse_meta
 from stair_es.engine.query import QueryOptions
 from stair_es.engine.search import Encoder, Searcher, SearchResult
 from stair_es.errors import EngineError, ModelError, require
@@ -125,9 +125,19 @@ class AsyncBackend:
 
     async def index_meta(self, index: str) -> IndexMeta:
         if not await self.index_exists(index):
-            raise EngineError(f"index '{index}' does not exist on {self.info.describe()}")
+            from stair_es.engine.aliases import not_found
+
+            resp = await self._call("listing indexes", self.client.indices.get_alias(index="*"))
+            names = {
+                k: sorted((v or {}).get("aliases") or {}) for k, v in resp.items() if not k.startswith(".")
+            }
+            raise not_found(index, names, self.info.describe())
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
         return parse_meta(index, next(iter(resp.values())).get("mappings") or {})
+
+    async def field_names(self, index: str) -> set[str]:
+        resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
+        return set().union(*(field_paths(entry.get("mappings") or {}) for entry in resp.values()))
 
     async def check_model(self, index: str, model_id: str, vocab_hash: str) -> IndexMeta:
         meta = await self.index_meta(index)
@@ -223,6 +233,12 @@ class AsyncSearcher(Searcher):
         self.encoder = encoder
         self.options = options or QueryOptions()
         self.meta = meta
+        self.fields: frozenset[str] | None = None
+
+    def check_filter_fields(self, filter: Any) -> None:
+        """Checked when the fields were read (:meth:`create` reads them); else left to the engine."""
+        if self.fields is not None:
+            super().check_filter_fields(filter)
 
     @classmethod
     async def create(
@@ -236,7 +252,9 @@ class AsyncSearcher(Searcher):
             meta = await backend.check_model(index, encoder.model_id, encoder.vocab_hash)
         else:
             meta = await backend.index_meta(index)
-        return cls(backend, index, meta, encoder, options)
+        searcher = cls(backend, index, meta, encoder, options)
+        searcher.fields = frozenset(await backend.field_names(index))
+        return searcher
 
     async def search(  # type: ignore[override]
         self,

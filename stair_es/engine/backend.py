@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stair_es.engine.config import ConnectionConfig
-from stair_es.engine.mappings import IndexMeta, ModelMeta, index_body, parse_meta
+from stair_es.engine.mappings import IndexMeta, ModelMeta, field_paths, index_body, parse_meta
 from stair_es.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -294,11 +294,19 @@ class Backend:
         return True
 
     def index_meta(self, index: str) -> IndexMeta:
+        """``_meta.stair_es`` of ``index`` (or of the index an alias points at)."""
         if not self.index_exists(index):
-            raise EngineError(f"index '{index}' does not exist on {self.info.describe()}")
+            from stair_es.engine.aliases import index_names, not_found
+
+            raise not_found(index, index_names(self), self.info.describe())
         resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
         entry = next(iter(resp.values()))
         return parse_meta(index, entry.get("mappings") or {})
+
+    def field_names(self, index: str) -> set[str]:
+        """Every field the mapping of ``index`` (all indexes behind an alias) defines."""
+        resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
+        return set().union(*(field_paths(entry.get("mappings") or {}) for entry in resp.values()))
 
     def check_model(self, index: str, model_id: str, vocab_hash: str) -> IndexMeta:
         """The index's metadata, or :class:`~stair_es.errors.ModelError` when the model differs."""

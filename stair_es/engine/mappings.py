@@ -37,6 +37,7 @@ class ModelMeta:
     model_id: str
     vocab_hash: str
     vocab_size: int | None = None
+    path: str | None = None  # the exported model's folder at index time (a hint to find it again)
 
     def __post_init__(self) -> None:
         if not self.model_id or not self.vocab_hash:
@@ -138,6 +139,8 @@ def index_body(
     }
     if model.vocab_size is not None:
         meta["vocab_size"] = int(model.vocab_size)
+    if model.path:
+        meta["model_path"] = str(model.path)
     body["mappings"]["_meta"] = {"stair_es": meta}
     return body
 
@@ -156,7 +159,9 @@ def parse_meta(index: str, mapping: Mapping[str, Any]) -> IndexMeta:
             f"this stair-es ({__version__}) writes {FEATURE_NAME_ENCODING!r}: re-index"
         )
     return IndexMeta(
-        model=ModelMeta(str(meta["model_id"]), str(meta["vocab_hash"]), meta.get("vocab_size")),
+        model=ModelMeta(
+            str(meta["model_id"]), str(meta["vocab_hash"]), meta.get("vocab_size"), meta.get("model_path")
+        ),
         token_field_type=str(meta.get("token_field_type", "rank_features")),
         schema_version=int(meta.get("schema_version", SCHEMA_VERSION)),
         feature_names=str(meta.get("feature_names", FEATURE_NAME_ENCODING)),
@@ -164,3 +169,18 @@ def parse_meta(index: str, mapping: Mapping[str, Any]) -> IndexMeta:
         library_version=meta.get("library_version"),
         weight_shift=int(meta.get("weight_shift", 0)),
     )
+
+
+def field_paths(mapping: Mapping[str, Any]) -> set[str]:
+    """Every field a mapping defines, dotted (``user.split``, ``caption.keyword``)."""
+    out: set[str] = set()
+    stack = [("", mapping.get("properties") or {})]
+    while stack:
+        prefix, props = stack.pop()
+        for name, spec in props.items():
+            path = prefix + name
+            out.add(path)
+            if isinstance(spec, Mapping):
+                stack.append((path + ".", spec.get("properties") or {}))
+                stack.append((path + ".", spec.get("fields") or {}))
+    return out

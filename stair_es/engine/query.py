@@ -171,6 +171,33 @@ def normalize_filters(filter: Any) -> list[dict[str, Any]]:
     return clauses
 
 
+_FIELD_KEYED = frozenset("term terms range match match_phrase prefix wildcard regexp fuzzy".split())
+_CLAUSE_OPTIONS = frozenset({"boost", "_name"})
+
+
+def filter_fields(filters: Any) -> set[str]:
+    """The field names that filter clauses (DSL or shorthand) test, to check them against a mapping."""
+    names: set[str] = set()
+    stack: list[Any] = list(normalize_filters(filters))
+    while stack:
+        clause = stack.pop()
+        if isinstance(clause, Sequence) and not isinstance(clause, (str, bytes)):
+            stack.extend(clause)
+            continue
+        if not isinstance(clause, Mapping):
+            continue
+        for kind, body in clause.items():
+            if kind in _FIELD_KEYED and isinstance(body, Mapping):
+                names.update(k for k in body if k not in _CLAUSE_OPTIONS)
+            elif kind == "exists" and isinstance(body, Mapping) and isinstance(body.get("field"), str):
+                names.add(body["field"])
+            elif kind == "bool" and isinstance(body, Mapping):
+                stack.extend(
+                    body.get(part) for part in ("must", "filter", "should", "must_not") if part in body
+                )
+    return names
+
+
 def _with_filters(query: dict[str, Any], filters: list[dict[str, Any]]) -> dict[str, Any]:
     if not filters:
         return query

@@ -9,6 +9,7 @@ engine scores exactly that sum (``linear`` clauses), the contributions add up to
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from stair_es.engine.backend import Backend
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
-from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
+from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query, filter_fields
 from stair_es.errors import EngineError, UsageError
 from stair_es.sparse import SparseVector, decode_feature_name, truncate_9bit, unshift_weight
 
@@ -171,6 +172,7 @@ class Searcher:
         self.index = index
         self.encoder = encoder
         self.options = options or QueryOptions()
+        self.fields: frozenset[str] | None = None  # the mapping's fields, read when a filter is used
         self.meta: IndexMeta = (
             backend.check_model(index, encoder.model_id, encoder.vocab_hash)
             if encoder is not None
@@ -223,6 +225,8 @@ class Searcher:
         if vec is not None and len(vec) == 0:
             raise UsageError("the query has no token with a positive weight; nothing to search for")
         fields = TARGETS[target]
+        if filter is not None:
+            self.check_filter_fields(filter)
         if mode == "native":
             self._require_native()
         source: Any = True if explain else {"excludes": [IMAGE_FIELD, TEXT_FIELD]}
@@ -249,6 +253,22 @@ class Searcher:
         if search_after is not None:
             self._page_after(plan, search_after, offset)
         return plan
+
+    def check_filter_fields(self, filter: Any) -> None:
+        """A filter on a field the index does not have matches nothing: say so instead."""
+        if self.fields is None:
+            self.fields = frozenset(self.backend.field_names(self.index))
+        missing = sorted(filter_fields(filter) - self.fields)
+        if not missing:
+            return
+        known = sorted(f for f in self.fields if f not in (IMAGE_FIELD, TEXT_FIELD))
+        name = missing[0]
+        close = [f for f in known if f.endswith("." + name)] or difflib.get_close_matches(name, known, n=2)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UsageError(
+            f"filter on '{name}': index '{self.index}' has no such field ({hint}fields: {', '.join(known)}; "
+            "metadata from manifests and sidecars is under user.*)"
+        )
 
     def _page_after(self, plan: QueryPlan, search_after: Sequence[Any], offset: int) -> None:
         """Sort by score with a unique tiebreak so ``search_after`` pages never skip or repeat."""

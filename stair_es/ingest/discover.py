@@ -281,6 +281,30 @@ def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
 
 
 # texts -------------------------------------------------------------------------------------------
+def check_text_field(path: str | os.PathLike[str], text_key: str = "text", sample: int = 20) -> None:
+    """Refuse a corpus whose first records lack ``text_key`` (a wrong ``--text-field``) in one line
+    naming the fields found, before anything is created; later bad lines are per-item failures."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file (expected a JSONL text corpus)")
+    seen: dict[str, None] = {}
+    rows = 0
+    for _, row, error in _jsonl_rows(path):
+        if error is not None:
+            continue
+        if text_key in row:
+            return
+        seen.update(dict.fromkeys(row))
+        rows += 1
+        if rows >= sample:
+            break
+    if rows:
+        raise UsageError(
+            f"{path}: no {text_key!r} field in the first {rows} records (fields found: "
+            f"{', '.join(sorted(seen)) or 'none'}): pass --text-field NAME"
+        )
+
+
 def read_text_corpus(path: str | os.PathLike[str], text_key: str = "text") -> Iterator[TextItem]:
     """``{"id"?, "text", ...metadata}`` per line; bad lines come back as items with an error."""
     path = Path(path)

@@ -125,7 +125,7 @@ class RunReport:
         }
 
     def summary_lines(self) -> list[str]:
-        unit = "images" if self.kind == "images" else "texts"
+        unit = {"images": "images", "texts": "texts"}.get(self.kind, "documents")
         verb = "encoded (dry run, nothing written)" if self.dry_run else "indexed"
         lines = [
             f"{self.indexed} {verb}, {self.skipped} skipped "
@@ -189,8 +189,20 @@ class Ledger:
             self._handle = None
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 class Progress:
-    """One updating line on a terminal (every ``interval`` s), plain periodic lines otherwise."""
+    """Where a run stands: rate, ETA and where the time goes (read/decode/infer/index).
+
+    On a terminal: one tqdm line sized to the terminal (it never wraps, so an 80-column window
+    keeps one line), redrawn every ``interval`` s. Otherwise (a log, a pipe): one plain line
+    every ``interval`` s (10 by default), never carriage returns.
+    """
 
     def __init__(
         self,
@@ -200,15 +212,41 @@ class Progress:
         *,
         tty: bool = False,
         interval: float | None = None,
+        width: int | None = None,
     ) -> None:
         self.report = report
         self.total = total
         self.stream = stream
         self.tty = tty
         self.interval = interval if interval is not None else (0.5 if tty else 10.0)
+        self.width = width  # None: the terminal's width, followed as it changes
         self.start = time.perf_counter()
+        self._started_at = time.time()  # tqdm's clock: rates count from the start of the run
         self._last = self.start
-        self._width = 0
+        self._bar: Any = None
+
+    @property
+    def unit(self) -> str:
+        return {"images": "img", "texts": "text"}.get(self.report.kind, "doc")
+
+    def done(self) -> int:
+        r = self.report
+        return r.encoded + r.indexed + r.skipped + r.failed
+
+    def split(self, short: bool = False) -> str:
+        """Share of the busy time per stage; lookups count as reading."""
+        stages = {k: max(0.0, v) for k, v in self.report.stage_seconds.items()}
+        parts = {
+            "read": stages.get("read", 0.0) + stages.get("lookup", 0.0),
+            "decode": stages.get("decode_wait", 0.0),
+            "infer": stages.get("inference", 0.0),
+            "index": stages.get("index", 0.0),
+        }
+        if self.report.kind != "images":
+            parts.pop("decode")
+        busy = sum(parts.values()) or 1.0
+        names = {"read": "rd", "decode": "dec", "infer": "inf", "index": "idx"} if short else {}
+        return " ".join(f"{names.get(k, k)} {v / busy:.0%}" for k, v in parts.items())
 
     def update(self, force: bool = False) -> None:
         if self.stream is None:
@@ -217,28 +255,53 @@ class Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        line = self.line(now - self.start)
         if self.tty:
-            self.stream.write("\r" + line.ljust(self._width))
-            self._width = max(self._width, len(line))
+            self._draw()
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.write(self.line(now - self.start) + "\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        r = self.report
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total or None,
+                initial=0,
+                file=self.stream,
+                unit=self.unit,
+                ncols=self.width,
+                dynamic_ncols=self.width is None,
+                mininterval=0,
+                smoothing=0.05,
+                leave=False,
+                bar_format="{n_fmt}/{total_fmt} {percentage:3.0f}%|{bar}| {rate_fmt} ETA {remaining}{postfix}",
+            )
+            self._bar.start_t = self._bar.last_print_t = self._started_at - (time.perf_counter() - self.start)
+        fails = f" fail {r.failed}" if r.failed else ""
+        self._bar.set_postfix_str(f"{self.split(short=True)}{fails}", refresh=False)
+        self._bar.update(self.done() - self._bar.n)
+        self._bar.refresh()  # drawn at our interval, not tqdm's adaptive one
 
     def line(self, elapsed: float) -> str:
+        """The plain line (logs and pipes): counts, rate, ETA, time split."""
         r = self.report
-        done = r.encoded + r.skipped + r.failed
-        rate = r.encoded / elapsed if elapsed > 0 else 0.0
-        busy = sum(max(0.0, v) for v in r.stage_seconds.values()) or 1.0
-        split = " ".join(f"{k.split('_')[0]} {max(0.0, v) / busy:.0%}" for k, v in r.stage_seconds.items())
+        done = self.done()
+        rate = done / elapsed if elapsed > 0 else 0.0
         pct = f" ({done / self.total:.0%})" if self.total else ""
-        unit = "img" if r.kind == "images" else "texts"
+        eta = f", ETA {_duration((self.total - done) / rate)}" if self.total and rate > 0 else ""
         return (
-            f"{done}/{self.total}{pct} | {rate:.1f} {unit}/s | encoded {r.encoded} "
-            f"skipped {r.skipped} failed {r.failed} | {split}"
+            f"{done}/{self.total or '?'}{pct} {rate:.1f} {self.unit}/s{eta} | "
+            f"skipped {r.skipped} failed {r.failed} | {self.split()}"
         )
 
+    def clear(self) -> None:
+        """Make room for a message line (the bar is redrawn on the next update)."""
+        if self._bar is not None:
+            self._bar.clear()
+
     def close(self) -> None:
-        if self.stream is not None and self.tty and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

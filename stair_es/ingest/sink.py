@@ -42,7 +42,14 @@ class EngineSink:
         self.compact = compact  # a new index keeps tokens out of _source, weights shifted
         self._can_have_docs = True
 
-    def prepare(self, model_id: str, vocab_hash: str, vocab_size: int | None, recreate: bool) -> str:
+    def prepare(
+        self,
+        model_id: str,
+        vocab_hash: str,
+        vocab_size: int | None,
+        recreate: bool,
+        model_path: str | None = None,
+    ) -> str:
         """Create the index for this model (or check an existing one was built with it).
 
         Returns "created", "recreated" or "existing". Several shards starting at once may race to
@@ -51,7 +58,7 @@ class EngineSink:
         from stair_es.engine import ModelMeta
         from stair_es.errors import EngineError
 
-        meta = ModelMeta(model_id, vocab_hash, vocab_size)
+        meta = ModelMeta(model_id, vocab_hash, vocab_size, model_path)
         existed = self.backend.index_exists(self.name)
         if existed and recreate:
             self.backend.delete_index(self.name)
