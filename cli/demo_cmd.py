@@ -38,8 +38,9 @@ def _run(args: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
     return code
 
 
-def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
-    """True when the demo's own index holds another model's tokens (e.g. after ``--model``).
+def _index_needs_rebuild(url: str, index: str, model_path: Path, num_images: int) -> bool:
+    """True when the demo's own index holds another model's tokens (e.g. after ``--model``), or
+    more documents than this sample collection (``--images 60`` after a default run).
 
     The demo owns this index, so it is rebuilt instead of failing on the model mismatch that
     protects user indexes; the message says so.
@@ -53,7 +54,16 @@ def _index_needs_rebuild(url: str, index: str, model_path: Path) -> bool:
     manifest = Manifest.read(model_path)
     meta = backend.index_meta(index)
     if meta.matches(manifest.model_id, manifest.vocab_hash):
-        return False
+        backend.refresh(index)
+        held = backend.count(index)
+        if held <= num_images:
+            return False
+        click.secho(
+            f"index '{index}' holds {held} documents of an earlier, larger sample collection: "
+            f"recreating it for {num_images} (the demo owns this index)",
+            fg="yellow",
+        )
+        return True
     click.secho(
         f"index '{index}' holds tokens of model '{meta.model.model_id}', not '{manifest.model_id}': "
         "recreating it (the demo owns this index)",
@@ -158,7 +168,7 @@ def demo(
 
     _step(4, total, "index the images (broken files are reported, the rest is indexed)")
     failures = demo_root() / "failures.jsonl"
-    recreate = _index_needs_rebuild(url, DEMO_INDEX, model_path)
+    recreate = _index_needs_rebuild(url, DEMO_INDEX, model_path, num_images)
     # exit code 0: all indexed or skipped; the broken files make it the "some failed" code
     _run(
         [

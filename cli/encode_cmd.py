@@ -1,6 +1,7 @@
 """``stair-es encode``: texts and images to token->weight JSONL (debugging and interchange).
 
-One line per input: ``{"id": ..., "tokens": {token: weight, ...}}``, heaviest token first.
+One line per input: ``{"id", "kind", "tokens": {token: weight, ...}, "text" or "path"}``, heaviest
+token first; ``stair-es index tokens`` indexes such a file (vectors encoded on another host).
 Undecodable images are reported on stderr and in ``--failures`` and never stop the run.
 """
 
@@ -108,17 +109,19 @@ def encode(
     if min_weight is not None:
         prune["min_weight"] = min_weight
 
-    def emit(item_id: str, vector: Any) -> None:
+    def emit(item_id: str, vector: Any, kind: str, **extra: str) -> None:
         tokens = vector.to_features() if escape else vector.to_dict()
         if digits is not None:
             tokens = {k: round(v, digits) for k, v in tokens.items()}
-        output.write(json.dumps({"id": item_id, "tokens": tokens}, ensure_ascii=False) + "\n")
+        # kind and text/path let `stair-es index tokens` load the file as it is
+        line = {"id": item_id, "kind": kind, "tokens": tokens, **extra}
+        output.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     if text_items:
         _describe(encoder, "text")
         vectors = encoder.encode_texts([t for _, t in text_items], batch_size=batch_size, **prune)
-        for (item_id, _), vector in zip(text_items, vectors):
-            emit(item_id, vector)
+        for (item_id, text), vector in zip(text_items, vectors):
+            emit(item_id, vector, "text", text=text)
 
     failed = 0
     if image_items:
@@ -131,7 +134,12 @@ def encode(
             for result in results:
                 item_id = image_items[result.index][0]
                 if result.ok:
-                    emit(item_id, result.vector)
+                    emit(
+                        item_id,
+                        result.vector,
+                        "image",
+                        path=str(Path(image_items[result.index][1]).absolute()),
+                    )
                     continue
                 failed += 1
                 click.echo(f"failed: {result.error}", err=True)

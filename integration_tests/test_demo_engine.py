@@ -55,5 +55,14 @@ def test_demo_indexes_reports_broken_files_and_searches(
         assert "recreating" not in again.output
         assert "0 indexed, 12 skipped" in again.output
         assert backend.count(DEMO_INDEX) == 12
+
+        # a smaller sample collection indexes exactly that many (it used to reuse the 12)
+        fewer = CliRunner().invoke(main, [*args[:-1], "5"])
+        assert fewer.exit_code == 0, fewer.output
+        assert "5 indexed" in fewer.output and "2 failed, of 7 images discovered" in fewer.output, (
+            fewer.output
+        )
+        backend.refresh(DEMO_INDEX)
+        assert backend.count(DEMO_INDEX) == 5
     finally:
         backend.delete_index(DEMO_INDEX)

@@ -144,8 +144,14 @@ def build_collection(out_dir: Path, num_images: int = 240, seed: int = 1234) -> 
 
     from stair_es.data.synthetic import SyntheticConfig, generate_synthetic
 
-    if (out_dir / ".complete").is_file():
+    key = f"{num_images} images, seed {seed}\n"
+    done = out_dir / ".complete"
+    if done.is_file() and done.read_text() == key:
         return out_dir
+    if out_dir.exists():  # another size or seed (demo --images 60 after a default run): start over
+        import shutil
+
+        shutil.rmtree(out_dir)
     config = SyntheticConfig(num_images=num_images, seed=seed, image_format="jpeg", test_fraction=1.0)
     manifest = generate_synthetic(out_dir, config)["test"]
     for line in manifest.read_text().splitlines():
@@ -156,5 +162,5 @@ def build_collection(out_dir: Path, num_images: int = 240, seed: int = 1234) -> 
     good = sorted(images.glob("*.jpg"))[0].read_bytes()
     (images / "broken-truncated.jpg").write_bytes(good[: len(good) // 3])
     (images / "not-really-an-image.png").write_text("this is text, not a PNG\n")
-    (out_dir / ".complete").write_text("")
+    done.write_text(key)
     return out_dir

@@ -36,6 +36,9 @@ def test_collection_has_captions_and_two_broken_files(tmp_path: Path) -> None:
     assert len(jpgs) == 6 and all(p.with_suffix(".txt").is_file() for p in jpgs)
     assert {p.name for p in images} >= {"broken-truncated.jpg", "not-really-an-image.png"}
     assert build_collection(tmp_path / "c", num_images=6, seed=3) == out  # cached
+    smaller = build_collection(tmp_path / "c", num_images=3, seed=3)  # demo --images 3 after 6
+    jpgs = [p for p in (smaller / "images").glob("*.jpg") if not p.name.startswith("broken")]
+    assert len(jpgs) == 3
 
 
 def test_demo_model_grounds_colours_in_words(tmp_path: Path) -> None:

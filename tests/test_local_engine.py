@@ -125,3 +125,51 @@ def test_running_node_on_another_data_dir_is_not_silently_reused(
     same = node.start(port=9299, data_dir=tmp_path / "old-data", root=tmp_path, log=lambda m: None)
     assert same.pid == 1
     assert node.start(port=9299, root=tmp_path, log=lambda m: None).pid == 1
+
+
+def test_heartbeat_says_what_is_going_on_while_it_waits() -> None:
+    import time
+
+    from stair_es.local.heartbeat import heartbeat
+
+    lines: list[str] = []
+    with heartbeat(lines.append, "waiting for opensearch", every=0.05):
+        time.sleep(0.3)
+    count = len(lines)
+    time.sleep(0.1)
+    assert count >= 3 and len(lines) == count  # stops with the block
+    assert all(line.startswith("  ... waiting for opensearch (") and line.endswith(" s)") for line in lines)
+
+
+def test_engine_up_names_each_step_of_the_first_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`engine up` used to be silent for a minute and a half while it downloaded and assembled."""
+    import zipfile
+
+    from stair_es.local import fetch as fetch_module
+    from stair_es.local.distributions import Distribution, Module
+    from stair_es.local.node import ensure_home
+
+    repo = tmp_path / "repo"
+    core = Artifact("org.example", "engine-core", "1.0", "zip")
+    module = Module("mapper-extras", "org.example.Plugin", Artifact("org.example", "mapper", "1.0"), "d")
+    for artifact in (core, module.jar):
+        path = repo / artifact.repo_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if artifact is core:
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr("engine-1.0/bin/opensearch", "#!/bin/sh\n")
+        else:
+            path.write_bytes(b"jar")
+        (path.parent / (path.name + ".sha1")).write_text(hashlib.sha1(path.read_bytes()).hexdigest())
+    monkeypatch.setenv("STAIR_ES_MAVEN_URL", repo.as_uri())
+    monkeypatch.setattr(fetch_module.shutil, "which", lambda name: None)  # plain HTTPS(file) fetch
+    lines: list[str] = []
+    home = ensure_home(
+        Distribution("opensearch", "1.0", core, (module,)), tmp_path / "cache", log=lines.append
+    )
+    assert (home / "bin" / "opensearch").is_file()
+    assert lines[0].startswith("downloading opensearch 1.0 from Maven (org.example:engine-core:1.0:zip")
+    assert lines[1] == "downloading module mapper-extras ..."
+    assert lines[2].startswith("checksums verified; assembling the node in ")

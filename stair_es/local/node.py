@@ -26,6 +26,7 @@ from pathlib import Path
 from stair_es.errors import ProvisionError
 from stair_es.local.distributions import Distribution, get_distribution
 from stair_es.local.fetch import fetch
+from stair_es.local.heartbeat import heartbeat
 from stair_es.local.java import find_java
 
 DEFAULT_PORT = 9200
@@ -120,9 +121,16 @@ def ensure_home(dist: Distribution, root: Path | None = None, log=print) -> Path
     if (home / _ASSEMBLED_MARK).exists():
         return home
     downloads = root / "downloads" / dist.key
-    log(f"downloading {dist.engine} {dist.version} from Maven ({dist.core.coordinate}) ...")
-    core_zip = fetch(dist.core, downloads)
-    jars = {m.name: fetch(m.jar, downloads) for m in dist.modules}
+    log(
+        f"downloading {dist.engine} {dist.version} from Maven ({dist.core.coordinate}; once, then cached) ..."
+    )
+    with heartbeat(log, f"downloading {dist.core.coordinate}"):
+        core_zip = fetch(dist.core, downloads)
+    jars = {}
+    for module in dist.modules:
+        log(f"downloading module {module.name} ...")
+        jars[module.name] = fetch(module.jar, downloads)
+    log(f"checksums verified; assembling the node in {home} ...")
     (root / "homes").mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dist.key}-", dir=root / "homes"))
     try:
@@ -330,7 +338,8 @@ def start(
         started_at=time.time(),
     )
     state_file.write_text(json.dumps(asdict(state), indent=2))
-    _wait_healthy(state, proc, timeout)
+    with heartbeat(log, f"waiting for {dist.engine} to answer on {url} (log: {console})"):
+        _wait_healthy(state, proc, timeout)
     return state
 
 
