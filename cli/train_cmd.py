@@ -187,6 +187,7 @@ def make_synthetic(
     "--threads", type=int, default=None, help="torch CPU threads (default: from the CPU count and load)."
 )
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON line.")
 def train(**opts: object) -> None:
     """Train a STAIR model: stages 1-3 (grounding recipe), one stage, or dense-to-sparse."""
     from stair_es.errors import require
@@ -201,8 +202,15 @@ def train(**opts: object) -> None:
 
     torch.set_num_threads(int(opts["threads"] or auto_threads()))  # type: ignore[call-overload]
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
+    as_json = opts.pop("as_json")
     record = run_train_command({**opts, "command": _command_line(click.get_current_context())}, log)
-    click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))
+    if as_json:
+        click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))
+        return
+    metrics = record.get("final_metrics") or {}
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("_r1") or k == "grounding")
+    click.echo(f"trained model in {opts['output']}" + (f" (held-out {shown})" if shown else ""))
+    click.echo(f"  log: {opts['output']}/train_log.jsonl; next: stair-es export {opts['output']} OUT_DIR")
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -213,6 +221,8 @@ def _command_line(ctx: click.Context) -> str:
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if not isinstance(param, click.Option) or value is None or value == param.get_default(ctx):
+            continue
+        if param.name == "as_json":  # output format, not part of the recipe
             continue
         flag = max(param.opts, key=len)
         if param.is_flag:

@@ -42,7 +42,7 @@ def test_train_tiny_preset_writes_a_loadable_model(tmp_path) -> None:
                                 "--test-fraction", "0.2"]).exit_code == 0  # fmt: skip
     args = ["train", "--preset", "tiny", "--data", str(tmp_path / "syn" / "train.jsonl"),
             "--eval-data", str(tmp_path / "syn" / "test.jsonl"), "--output", str(tmp_path / "m"), "--quiet"]  # fmt: skip
-    result = runner.invoke(main, args)
+    result = runner.invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert "t2i_r1" in summary["final_metrics"]
@@ -50,6 +50,7 @@ def test_train_tiny_preset_writes_a_loadable_model(tmp_path) -> None:
     assert [s["config"]["stage"] for s in record["stages"]] == ["1", "2", "3"]
     assert record["recipe"] == "tiny" and record["command"].startswith("stair-es train --data ")
     assert "--preset tiny" in record["command"] and "--resume" not in record["command"]
+    assert "--json" not in record["command"]  # how to output is not part of the recipe
     model = StairModel.from_pretrained(tmp_path / "m")
     assert model.config.vocab_size >= 1000
     # a resumed run with every stage finished only reloads and re-saves
@@ -97,3 +98,36 @@ def test_preset_without_data_generates_its_synthetic_set(tmp_path) -> None:
     ).is_file()
     record = json.loads((tmp_path / "m" / "training.json").read_text())
     assert record["reproduce"].startswith("stair-es train --preset tiny") and record["eval_pairs"] == 12
+
+
+def test_training_progress_is_readable_and_the_log_keeps_json(tmp_path) -> None:
+    pytest.importorskip("torch")
+    runner = CliRunner()
+    runner.invoke(main, ["make-synthetic", str(tmp_path / "syn"), "--num-images", "24", "--image-size", "32",
+                         "--test-fraction", "0.25"])  # fmt: skip
+    args = ["train", "--preset", "tiny", "--steps", "12", "--data", str(tmp_path / "syn" / "train.jsonl"),
+            "--eval-data", str(tmp_path / "syn" / "test.jsonl"), "--output", str(tmp_path / "m")]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("{")], lines  # no raw JSON for people
+    assert any(line.startswith("stage 1 step ") and "loss" in line and "s/step" in line for line in lines), (
+        lines
+    )
+    assert any("held-out:" in line and "t2i_r1" in line for line in lines), lines
+    assert result.stdout.startswith(f"trained model in {tmp_path / 'm'}")
+    logged = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    assert logged and all("step" in record for record in logged)
+
+
+def test_describe_record_lines() -> None:
+    from stair_es.training.trainer import describe_record
+
+    step = {"contrastive": 2.5, "flops": 0.25, "total": 2.75, "step": 30, "stage": "1", "lr": 1e-3,
+            "temperature": 0.07, "sec_per_step": 0.5}  # fmt: skip
+    line = describe_record(step, 150)
+    assert line == (
+        "stage 1 step 30/150 (20%): loss 2.75 (contrastive 2.5, flops 0.25), lr 1.00e-03, 0.50 s/step, ETA 1m00s"
+    )
+    held = describe_record({"step": 150, "stage": "3", "eval": {"t2i_r1": 0.5, "i2t_r1": 0.25}}, 150)
+    assert held == "stage 3 step 150/150 held-out: t2i_r1 0.500, i2t_r1 0.250"

@@ -387,7 +387,7 @@ class Trainer:
 
     def _record(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        self.log(json.dumps(record))
+        self.log(describe_record(record, self.config.steps))  # people read this; the JSON goes to the file
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with (self.output_dir / "train_log.jsonl").open("a", encoding="utf-8") as handle:
@@ -443,3 +443,39 @@ class Trainer:
         self.step = int(state["step"])
         self._record({"step": self.step, "stage": self.config.stage, "resumed_from": str(path)})
         return True
+
+
+_NOT_LOSSES = {"step", "stage", "lr", "temperature", "sec_per_step", "total"}
+
+
+def describe_record(record: dict[str, Any], steps: int) -> str:
+    """One readable line for a training log record (``train_log.jsonl`` keeps the JSON)."""
+    stage, step = record.get("stage"), record.get("step", 0)
+    head = f"stage {stage} step {step}/{steps}"
+    if "checkpoint" in record:
+        return f"{head}: checkpoint {record['checkpoint']}"
+    if "resumed_from" in record:
+        return f"{head}: resumed from {record['resumed_from']}"
+    if "eval" in record:
+        metrics = record["eval"]
+        shown = [f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith(("_r1", "_r5")) or k == "grounding"]
+        line = f"{head} held-out: " + ", ".join(shown)
+        example = record.get("example")
+        if example:
+            tokens = " ".join(t for t, _ in example.get("image_top", [])[:6])
+            line += f' | "{example.get("caption")}" -> image tokens: {tokens}'
+        return line
+    parts = ", ".join(
+        f"{k} {v:.3g}" for k, v in record.items() if k not in _NOT_LOSSES and isinstance(v, float)
+    )
+    sec = float(record.get("sec_per_step") or 0.0)
+    eta = f", ETA {_eta(sec * max(0, steps - int(step)))}" if sec else ""
+    return (
+        f"{head} ({step / max(steps, 1):.0%}): loss {record.get('total', 0.0):.4g} ({parts}), "
+        f"lr {record.get('lr', 0.0):.2e}, {sec:.2f} s/step{eta}"
+    )
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
