@@ -89,7 +89,11 @@ def make_synthetic(
     help="'all' runs stages 1->2->3 (30/20/50 of --steps); or one mode.",
 )
 @click.option(
-    "--steps", type=int, default=None, help="Optimizer steps (total for --stage all).  [default: 500]"
+    "--steps",
+    type=int,
+    default=None,
+    envvar="STAIR_ES_TRAIN_STEPS",
+    help="Optimizer steps (total for --stage all) [env STAIR_ES_TRAIN_STEPS; default: the preset's, else 500].",
 )
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")

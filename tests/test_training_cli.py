@@ -123,11 +123,12 @@ def test_training_progress_is_readable_and_the_log_keeps_json(tmp_path) -> None:
 def test_describe_record_lines() -> None:
     from stair_es.training.trainer import describe_record
 
-    step = {"contrastive": 2.5, "flops": 0.25, "total": 2.75, "step": 30, "stage": "1", "lr": 1e-3,
-            "temperature": 0.07, "sec_per_step": 0.5}  # fmt: skip
+    step = {"contrastive": 2.5, "flops_image": 0.25, "tagging": 1.5, "total": 4.25, "active_image": 1980.4,
+            "active_text": 6.0, "step": 30, "stage": "1", "lr": 1e-3, "temperature": 0.07, "sec_per_step": 0.5}  # fmt: skip
     line = describe_record(step, 150)
     assert line == (
-        "stage 1 step 30/150 (20%): loss 2.75 (contrastive 2.5, flops 0.25), lr 1.00e-03, 0.50 s/step, ETA 1m00s"
+        "stage 1 step 30/150 loss 4.25 (contrastive 2.5, tagging 1.5), active tokens 1980 image / 6 text, "
+        "0.50 s/step, ETA 1m00s"
     )
     held = describe_record({"step": 150, "stage": "3", "eval": {"t2i_r1": 0.5, "i2t_r1": 0.25}}, 150)
     assert held == "stage 3 step 150/150 held-out: t2i_r1 0.500, i2t_r1 0.250"

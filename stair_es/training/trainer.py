@@ -445,9 +445,6 @@ class Trainer:
         return True
 
 
-_NOT_LOSSES = {"step", "stage", "lr", "temperature", "sec_per_step", "total"}
-
-
 def describe_record(record: dict[str, Any], steps: int) -> str:
     """One readable line for a training log record (``train_log.jsonl`` keeps the JSON)."""
     stage, step = record.get("stage"), record.get("step", 0)
@@ -465,15 +462,16 @@ def describe_record(record: dict[str, Any], steps: int) -> str:
             tokens = " ".join(t for t, _ in example.get("image_top", [])[:6])
             line += f' | "{example.get("caption")}" -> image tokens: {tokens}'
         return line
-    parts = ", ".join(
-        f"{k} {v:.3g}" for k, v in record.items() if k not in _NOT_LOSSES and isinstance(v, float)
+    losses = [f"{k} {record[k]:.3g}" for k in ("contrastive", "tagging", "grounding") if k in record]
+    active = (
+        f", active tokens {record['active_image']:.0f} image / {record['active_text']:.0f} text"
+        if "active_image" in record and "active_text" in record
+        else ""
     )
     sec = float(record.get("sec_per_step") or 0.0)
     eta = f", ETA {_eta(sec * max(0, steps - int(step)))}" if sec else ""
-    return (
-        f"{head} ({step / max(steps, 1):.0%}): loss {record.get('total', 0.0):.4g} ({parts}), "
-        f"lr {record.get('lr', 0.0):.2e}, {sec:.2f} s/step{eta}"
-    )
+    detail = f" ({', '.join(losses)})" if losses else ""
+    return f"{head} loss {record.get('total', 0.0):.4g}{detail}{active}, {sec:.2f} s/step{eta}"
 
 
 def _eta(seconds: float) -> str:
