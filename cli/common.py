@@ -64,6 +64,28 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Request timeout in seconds [env STAIR_ES_TIMEOUT].",
         ),
         click.option(
+            "--cloud-id",
+            envvar="STAIR_ES_CLOUD_ID",
+            default=None,
+            help="Elastic Cloud id [env STAIR_ES_CLOUD_ID].",
+        ),
+        click.option(
+            "--bearer-token", envvar="STAIR_ES_BEARER_TOKEN", default=None, help="[env STAIR_ES_BEARER_TOKEN]"
+        ),
+        click.option(
+            "--aws-region",
+            envvar="STAIR_ES_AWS_REGION",
+            default=None,
+            help='Sign requests with AWS SigV4 for this region (pip install "stair-es[aws]") [env STAIR_ES_AWS_REGION].',
+        ),
+        click.option(
+            "--aws-service",
+            envvar="STAIR_ES_AWS_SERVICE",
+            default="es",
+            show_default=True,
+            help="es: Amazon OpenSearch Service; aoss: Serverless [env STAIR_ES_AWS_SERVICE].",
+        ),
+        click.option(
             "--local/--no-local",
             "use_local",
             default=True,
@@ -77,6 +99,7 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         keys = ("urls", "username", "password", "api_key", "ca_certs", "verify_certs", "timeout", "use_local")
+        keys += ("cloud_id", "bearer_token", "aws_region", "aws_service")
         kwargs["connection"] = {k: kwargs.pop(k) for k in keys}
         return func(*args, **kwargs)
 
@@ -90,7 +113,7 @@ def connect_backend(connection: dict[str, Any]):
 
     settings = dict(connection)
     use_local = settings.pop("use_local", True)
-    if not settings.get("urls"):
+    if not settings.get("urls") and not settings.get("cloud_id"):
         if not use_local:
             raise UsageError("no engine URL: pass --url or set STAIR_ES_URL (or drop --no-local)")
         from stair_es.local import ensure_running

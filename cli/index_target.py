@@ -2,7 +2,8 @@
 
 - ``--index`` (or ``STAIR_ES_INDEX``), else the command's default; with ``--alias photos`` a new
   index ``photos-<model id>`` is built beside the live one and the alias moves to it atomically
-  when the run ends without failures (re-indexing with a new model without downtime).
+  when the run ends without failures (re-indexing with a new model without downtime); an alias
+  that does not exist yet is created after any run that indexed something.
 - Without ``--model`` an existing index (or alias) is extended with the model it was built with.
 - ``--compact`` cannot change an existing index: refused unless the index already is compact.
 - An index this run created and left empty (every item failed) is deleted again.
@@ -93,15 +94,17 @@ class IndexTarget:
                 return
         if not self.alias:
             return
-        if report.interrupted or report.failed:
+        from stair_es.engine.aliases import alias_holders, is_concrete_index, swap_alias
+
+        live = alias_holders(self.backend, self.alias)
+        # a live alias moves only after a clean run; a new one is created anyway (nothing to protect)
+        if report.interrupted or (report.failed and live):
             why = "interrupted" if report.interrupted else f"{report.failed} items failed"
             self.messages.append(
                 f"alias '{self.alias}' not moved ({why}): fix and run again, or move it anyway with "
                 f"`stair-es alias {self.alias} {self.index}`"
             )
             return
-        from stair_es.engine.aliases import is_concrete_index, swap_alias
-
         if is_concrete_index(self.backend, self.alias):
             self.messages.append(
                 f"alias '{self.alias}' not moved: '{self.alias}' is an index, not an alias; "

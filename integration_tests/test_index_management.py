@@ -305,3 +305,40 @@ def test_mistakes_get_one_line(
     )
     assert empty.exit_code == 10 and "left empty by this run: deleted it again" in empty.stderr
     assert not backend.index_exists(f"{names}-empty")
+
+
+def test_failures_keep_a_live_alias_but_do_not_block_a_new_one(
+    engine_url: str, backend: Backend, names: str, tiny_onnx_model: Path, tmp_path: Path, cache: Path
+) -> None:
+    from stair_es.data.synthetic import SyntheticConfig, generate_synthetic
+    from stair_es.engine.aliases import alias_holders
+
+    folder = tmp_path / "photos"
+    generate_synthetic(folder, SyntheticConfig(num_images=3, image_size=32, test_fraction=0.34))
+    (folder / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    model = ["--model", str(tiny_onnx_model)]
+    first = cli(
+        engine_url,
+        "index",
+        "images",
+        str(folder / "images"),
+        "--alias",
+        names,
+        "--index",
+        f"{names}-a",
+        *model,
+    )
+    assert first.exit_code == 10 and alias_holders(backend, names) == [f"{names}-a"], first.output
+    second = cli(
+        engine_url,
+        "index",
+        "images",
+        str(folder / "images"),
+        "--alias",
+        names,
+        "--index",
+        f"{names}-b",
+        *model,
+    )
+    assert second.exit_code == 10 and alias_holders(backend, names) == [f"{names}-a"], second.output
+    assert f"alias '{names}' not moved (1 items failed)" in second.stderr
