@@ -267,7 +267,10 @@ class Backend:
         """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model."""
         if self.index_exists(index):
             if not exist_ok:
-                raise EngineError(f"index '{index}' already exists (delete it or pass exist_ok/--append)")
+                raise EngineError(
+                    f"index '{index}' already exists: pass exist_ok=True to add to it (its model must "
+                    "match), or delete it first"
+                )
             self.check_model(index, model.model_id, model.vocab_hash)
             return {"acknowledged": True, "existing": True}
         # core-only Elasticsearch builds (e.g. assembled from Maven Central) lack analysis-common,
