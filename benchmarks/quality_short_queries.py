@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         backend = connect(urls=url)
         try:
             searcher = Searcher(backend, args.index, encoder)
+            mapping = dict(backend.client.indices.get_mapping(index=args.index))
+            meta = next(iter(mapping.values()))["mappings"].get("_meta", {}).get("stair_es", {})
+            caption_analyzer = meta.get("caption_analyzer")
             position = {path.name: i for i, (path, _) in enumerate(collection)}
             stair_ranked = engine_rankings(searcher, texts, position, "exact")
             bm25_ranked = engine_rankings(searcher, texts, position, "bm25")
@@ -247,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "collection_images": len(collection),
             "collection_seed": args.collection_seed,
             "engine": backend.info.describe(),
+            # BM25 needs stemming to meet plurals ("circles" / "circle"): engines without the
+            # analysis-common module (the Elasticsearch test builds) only have "standard"
+            "caption_analyzer": caption_analyzer,
             "clip_chosen": {k: best[k] for k in ("lr", "temperature_init", "hard_negatives")},
             "clip_candidates": [{k: v for k, v in c.items() if k != "model"} for c in candidates],
             "examples": [

