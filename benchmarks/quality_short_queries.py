@@ -10,7 +10,9 @@ What is measured (see stair_es/eval/short_queries.py for the query families and 
   ``stair-es index images`` into the engine (``STAIR_ES_URL``, else the local node on
   ``STAIR_ES_PORT``, started when needed);
 - STAIR: each query is encoded and searched through the engine (exact mode); p@5 = share of the
-  first 5 hits that hold every attribute the query names, p@1 = first hit right;
+  first 5 hits that hold every attribute the query names, p@1 = first hit right; a position is
+  judged where the objects are (the generator's regions overlap: a top-left group is captioned
+  "left" or "top" at random), and ``position_by_caption_word`` judges it by the caption's word;
 - dense CLIP: the same towers, data, batch and steps (and the same short views when the STAIR
   recipe trains with them), exact brute-force cosine search in memory; its learning rate /
   temperature / hard negatives are picked from ``--clip-grid`` on a separate validation collection;
@@ -27,12 +29,14 @@ stair_es/assets/demo-model) instead of training one; CLIP is trained either way.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +65,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def write_collection(out: Path, num_images: int, seed: int, image_size: int) -> list[tuple[Path, str]]:
-    """An image folder with ``.txt`` captions beside the images (what ``index images`` reads)."""
-    from stair_es.data import SyntheticConfig, generate_synthetic, read_jsonl
+def write_collection(out: Path, num_images: int, seed: int, image_size: int) -> list[tuple[Path, str, list]]:
+    """An image folder with ``.txt`` captions beside the images (what ``index images`` reads); per
+    image its path, caption and object placements (where "at the top" really is)."""
+    from stair_es.data import SyntheticConfig, generate_synthetic
 
-    if not (out / "collection.jsonl").is_file():
+    manifest = out / "collection.jsonl"
+    if not manifest.is_file():
         config = SyntheticConfig(num_images=num_images, seed=seed, image_size=image_size, test_fraction=1.0)
-        manifest = generate_synthetic(out, config)["test"]
-        for pair in read_jsonl(manifest):
-            pair.image.with_suffix(".txt").write_text(pair.caption + "\n")
-        manifest.rename(out / "collection.jsonl")
-    return [(p.image, p.caption) for p in read_jsonl(out / "collection.jsonl")]
+        generate_synthetic(out, config)["test"].rename(manifest)
+        for row in map(json.loads, manifest.read_text().splitlines()):
+            (out / row["image"]).with_suffix(".txt").write_text(row["caption"] + "\n")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    return [(out / r["image"], r["caption"], r["objects"]) for r in rows]
 
 
 def engine_url() -> str:
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from stair_es.data import generate_synthetic, read_jsonl
     from stair_es.data.synthetic import parse_caption
     from stair_es.engine import Searcher, connect
-    from stair_es.eval.short_queries import short_queries, short_query_report
+    from stair_es.eval.short_queries import answers, group_centres, short_queries, short_query_report
     from stair_es.export import export_model
     from stair_es.model.dense import DenseClipModel
     from stair_es.runtime import load_encoder
@@ -160,10 +166,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         val_collection = write_collection(
             work / "val-collection", args.val_images, args.collection_seed + 1, size
         )
-        scenes = [parse_caption(caption) for _, caption in collection]
-        queries = short_queries(scenes, args.min_relevant, seed=args.collection_seed)
+        scenes = [parse_caption(caption) for _, caption, _ in collection]
+        centres = [group_centres(objects, len(s.groups)) for s, (_, _, objects) in zip(scenes, collection)]
+        queries = short_queries(scenes, args.min_relevant, seed=args.collection_seed, centres=centres)
         texts = [q.text for q in queries]
-        captions = [caption for _, caption in collection]
+        captions = [caption for _, caption, _ in collection]
         log(f"== collection: {len(collection)} images, {len(queries)} short queries")
 
         # --- STAIR ---------------------------------------------------------------------------------
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             mapping = dict(backend.client.indices.get_mapping(index=args.index))
             meta = next(iter(mapping.values()))["mappings"].get("_meta", {}).get("stair_es", {})
             caption_analyzer = meta.get("caption_analyzer")
-            position = {path.name: i for i, (path, _) in enumerate(collection)}
+            position = {path.name: i for i, (path, _, _) in enumerate(collection)}
             stair_ranked = engine_rankings(searcher, texts, position, "exact")
             bm25_ranked = engine_rankings(searcher, texts, position, "bm25")
             stair_full = engine_rankings(searcher, captions, position, "exact")
@@ -201,10 +208,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tok, cfg = stair.tokenizer, stair.config
         train = load_pairs(train_pairs, tok, stair.preprocessor_config, cfg.max_text_length)
         pixel_sets = {
-            name: load_pairs([_pair(p, c) for p, c in pairs], tok, stair.preprocessor_config, cfg.max_text_length).pixels
+            name: load_pairs([_pair(p, c) for p, c, _ in pairs], tok, stair.preprocessor_config, cfg.max_text_length).pixels
             for name, pairs in (("test", collection), ("val", val_collection))
         }  # fmt: skip
-        val_queries = short_queries([parse_caption(c) for _, c in val_collection], args.min_relevant, seed=1)
+        val_scenes = [parse_caption(c) for _, c, _ in val_collection]
+        val_centres = [group_centres(o, len(s.groups)) for s, (_, _, o) in zip(val_scenes, val_collection)]
+        val_queries = short_queries(val_scenes, args.min_relevant, seed=1, centres=val_centres)
         short_view_weight = max(s.short_view_weight for s in recipe.stages)
         candidates = []
         for item in args.clip_grid.split(","):
@@ -218,7 +227,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  seed=args.seed, log_every=max(1, steps // 4), hard_negative_fraction=hard,
                                  short_view_weight=short_view_weight)  # fmt: skip
             t0 = time.perf_counter()
-            Trainer(clip, config, train, log=log, tokenizer=tok).train()
+            # a --workdir keeps each trained candidate, keyed by everything that shapes it
+            key = hashlib.sha256(json.dumps([asdict(config), asdict(recipe.synthetic), temperature,
+                                             stair.config.vocab_size, len(train)]).encode()).hexdigest()[:16]  # fmt: skip
+            saved = work / "clip" / f"{key}.pt"
+            reused = saved.is_file()
+            if reused:
+                clip.load_state_dict(torch.load(saved, map_location="cpu"))
+                log(f"clip lr={lr} temperature_init={temperature} hard_negatives={hard}: reused {saved}")
+            else:
+                Trainer(clip, config, train, log=log, tokenizer=tok).train()
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(clip.state_dict(), saved)
             val = short_query_report(
                 val_queries, dense_rankings(clip, tok, pixel_sets["val"], [q.text for q in val_queries])
             )
@@ -226,14 +246,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"clip lr={lr} temperature_init={temperature} hard_negatives={hard}: val short-query p@5 {val['p_at_5']}"
             )
             candidates.append({"lr": lr, "temperature_init": temperature, "hard_negatives": hard,
-                               "val_p_at_5": val["p_at_5"], "seconds": round(time.perf_counter() - t0, 1),
+                               "val_p_at_5": val["p_at_5"], "seconds": round(time.perf_counter() - t0, 1), "reused": reused,
                                "model": clip})  # fmt: skip
         best = max(candidates, key=lambda c: c["val_p_at_5"])
         clip_ranked = dense_rankings(best["model"], tok, pixel_sets["test"], texts)
         clip_full = dense_rankings(best["model"], tok, pixel_sets["test"], captions)
 
+    # the position family judged by the caption's word instead of where the objects are (a model
+    # that sees only pixels cannot tell "left" from "top" for a top-left group; BM25 reads the word)
+    by_word = [
+        (i, replace(q, relevant=frozenset(j for j, s in enumerate(scenes) if answers(q.text, s))))
+        for i, q in enumerate(queries)
+        if q.family == "colour+shape+position"
+    ]
+
     def system(ranked: list[list[int]], full: list[list[int]]) -> dict[str, Any]:
-        return {**short_query_report(queries, ranked), "full_caption_r1": full_caption_r1(full, captions)}
+        word = short_query_report([q for _, q in by_word], [ranked[i] for i, _ in by_word])
+        return {
+            **short_query_report(queries, ranked),
+            "full_caption_r1": full_caption_r1(full, captions),
+            "position_by_caption_word": {k: word[k] for k in ("p_at_5", "p_at_1", "queries")},
+        }
 
     result = {
         "stair": system(stair_ranked, stair_full),

@@ -124,7 +124,7 @@ class _HitChecker:
     is_flag=True,
     help="Train and export the demo model here instead of using the shipped one (needs torch).",
 )
-@click.option("--steps", type=int, default=None, help="Training steps for --rebuild-model [default: 2000].")
+@click.option("--steps", type=int, default=None, help="Training steps for --rebuild-model [default: 4000].")
 def demo(
     port: int,
     url: str | None,

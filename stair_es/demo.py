@@ -38,7 +38,7 @@ def demo_train_dir() -> Path:
     return demo_root() / "train"
 
 
-DEMO_STEPS = 2000
+DEMO_STEPS = 4000
 DEMO_LABEL = "DEMO MODEL: trained on synthetic coloured shapes only; not for real photos"
 
 

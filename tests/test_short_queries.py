@@ -96,3 +96,35 @@ def test_query_attributes_and_answers_agree_with_the_families() -> None:
     assert caption_answers("red circles", "two big red circles on the left on a white background")
     assert not caption_answers("red circles", "two big red stars on the left on a white background")
     assert not caption_answers("red circles", "red circles") and not caption_answers("red", None)
+
+
+def test_synthetic_manifest_records_where_each_object_is(tmp_path) -> None:
+    import json
+
+    from stair_es.data import generate_synthetic
+    from stair_es.eval.short_queries import group_centres, in_region
+
+    manifest = generate_synthetic(
+        tmp_path, SyntheticConfig(num_images=30, seed=4, test_fraction=1.0, two_group_fraction=0.5)
+    )
+    for row in map(json.loads, manifest["test"].read_text().splitlines()):
+        scene = parse_caption(row["caption"])
+        centres = group_centres(row["objects"], len(scene.groups))
+        assert [len(c) for c in centres] == [g.count for g in scene.groups]
+        assert all(in_region(g.position, c) for g, c in zip(scene.groups, centres))  # the caption is true
+
+
+def test_positions_are_judged_where_the_objects_are() -> None:
+    from stair_es.eval.short_queries import answers
+
+    top_left = _scene(1, "big", "red", "circle", "left")  # captioned "left", drawn in the top left
+    assert answers("a red circle on the left", top_left) and not answers("a red circle at the top", top_left)
+    assert answers("a red circle at the top", top_left, [[(0.2, 0.2)]])
+    assert not answers("a red circle at the bottom", top_left, [[(0.2, 0.2)]])
+    scenes = [top_left] * 5 + [_scene(1, "big", "red", "circle", "bottom")] * 5
+    centres = [[[(0.2, 0.2)]]] * 5 + [[[(0.5, 0.8)]]] * 5
+    by_text = {q.text.split(" ", 1)[-1]: q for q in short_queries(scenes, min_relevant=5, centres=centres)}
+    top = next(q for t, q in by_text.items() if t.endswith("at the top"))
+    assert top.relevant == frozenset(range(5))
+    with pytest.raises(ValueError):
+        short_queries(scenes, centres=centres[:3])

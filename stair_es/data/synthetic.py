@@ -172,8 +172,17 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float) -> l
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render_scene(scene: Scene, rng: np.random.Generator, image_size: int = 64) -> Image.Image:
-    """Draw the scene; jitter in shade, placement, rotation and background noise keeps images distinct."""
+def render_scene(
+    scene: Scene,
+    rng: np.random.Generator,
+    image_size: int = 64,
+    placements: list[tuple[int, float, float, float]] | None = None,
+) -> Image.Image:
+    """Draw the scene; jitter in shade, placement, rotation and background noise keeps images distinct.
+
+    ``placements`` (when given) receives ``(group index, x, y, radius)`` of every object drawn, in
+    unit image coordinates: where "at the top" really is, since position regions overlap (an object
+    at the top left may be captioned "on the left" or "at the top")."""
     supersample = 4
     side = image_size * supersample
     bg = np.array(BACKGROUNDS[scene.background], dtype=np.float32)
@@ -182,7 +191,7 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int = 64) -
     canvas = Image.fromarray(base).resize((side, side), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(canvas)
     placed: list[tuple[float, float, float]] = []
-    for group in scene.groups:
+    for group_index, group in enumerate(scene.groups):
         radius = SIZES[group.size] * side * float(rng.uniform(0.9, 1.1))
         x0, y0, x1, y1 = POSITIONS[group.position]
         colour = np.clip(np.array(COLOURS[group.colour]) + rng.integers(-15, 16, size=3), 0, 255)
@@ -198,6 +207,8 @@ def render_scene(scene: Scene, rng: np.random.Generator, image_size: int = 64) -
                 if all(math.hypot(cx - px, cy - py) > (r + pr) * 1.1 for px, py, pr in placed):
                     break
             placed.append((cx, cy, r))
+            if placements is not None:
+                placements.append((group_index, cx / side, cy / side, r / side))
             angle = float(rng.uniform(-0.25, 0.25))
             if group.shape == "circle":
                 draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
@@ -210,7 +221,8 @@ def generate_synthetic(out_dir: str | Path, config: SyntheticConfig | None = Non
     """Write images under ``out_dir/images`` and one JSONL manifest per split; return the manifests.
 
     Each manifest line is ``{"image": "images/000001.png", "caption": ..., "split": ..., "colours": [...],
-    "shapes": [...]}`` with the image path relative to the manifest's folder.
+    "shapes": [...], "objects": [[group, x, y, radius], ...]}`` with the image path relative to the
+    manifest's folder (object centres in unit image coordinates, see :func:`render_scene`).
     """
     config = config or SyntheticConfig()
     if config.image_format not in ("png", "jpeg"):
@@ -226,7 +238,8 @@ def generate_synthetic(out_dir: str | Path, config: SyntheticConfig | None = Non
     suffix = "png" if config.image_format == "png" else "jpg"
     for index in range(config.num_images):
         scene = sample_scene(rng, config)
-        image = render_scene(scene, rng, config.image_size)
+        objects: list[tuple[int, float, float, float]] = []
+        image = render_scene(scene, rng, config.image_size, objects)
         name = f"images/{index:06d}.{suffix}"
         if config.image_format == "png":
             image.save(out / name, format="PNG", optimize=False)
@@ -240,6 +253,7 @@ def generate_synthetic(out_dir: str | Path, config: SyntheticConfig | None = Non
                 "split": split,
                 "colours": scene.colour_words(),
                 "shapes": scene.shape_words(),
+                "objects": [[g, round(x, 4), round(y, 4), round(r, 4)] for g, x, y, r in objects],
             }
         )
     manifests: dict[str, Path] = {}

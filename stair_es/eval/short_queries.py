@@ -19,7 +19,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,6 @@ from stair_es.data.synthetic import (
     PREPOSITIONS,
     SHAPES,
     SIZES,
-    ObjectGroup,
     Scene,
 )
 
@@ -49,9 +48,42 @@ def _noun(shape: str, plural: bool) -> str:
     return SHAPES[shape] if plural else shape
 
 
-def _candidates(rng: np.random.Generator) -> list[tuple[str, str, Callable[[ObjectGroup], bool]]]:
-    """(family, text, group predicate) for every attribute combination the grammar allows."""
-    out: list[tuple[str, str, Callable[[ObjectGroup], bool]]] = []
+Centres = Sequence[Sequence[tuple[float, float]]]  # per group of one scene: its object centres
+
+
+def in_region(position: str, centres: Sequence[tuple[float, float]]) -> bool:
+    """Every centre lies in the named region (unit coordinates)."""
+    x0, y0, x1, y1 = POSITIONS[position]
+    return bool(centres) and all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in centres)
+
+
+def group_centres(objects: Sequence[Sequence[float]], groups: int) -> list[list[tuple[float, float]]]:
+    """A manifest's ``objects`` rows ``[group, x, y, radius]`` as the centres of each group."""
+    out: list[list[tuple[float, float]]] = [[] for _ in range(groups)]
+    for group, x, y, *_ in objects:
+        out[int(group)].append((float(x), float(y)))
+    return out
+
+
+def scene_answers(wanted: Mapping[str, object], scene: Scene, centres: Centres | None = None) -> bool:
+    """One object group has every wanted attribute (``position`` judged on ``centres`` when given)."""
+    if not wanted:
+        return False
+    for n, group in enumerate(scene.groups):
+        if all(getattr(group, k) == v for k, v in wanted.items() if k != "position"):
+            position = wanted.get("position")
+            if position is None:
+                return True
+            if centres is not None and in_region(str(position), centres[n]):
+                return True
+            if centres is None and group.position == position:
+                return True
+    return False
+
+
+def _candidates(rng: np.random.Generator) -> list[tuple[str, str, dict[str, object]]]:
+    """(family, text, attributes) for every attribute combination the grammar allows."""
+    out: list[tuple[str, str, dict[str, object]]] = []
 
     def article(plural: bool, word: str) -> str:
         return "" if plural else ("an " if word[0] in "aeiou" else "a ")
@@ -60,41 +92,48 @@ def _candidates(rng: np.random.Generator) -> list[tuple[str, str, Callable[[Obje
         for shape in SHAPES:
             plural = bool(rng.random() < 0.5)
             text = f"{article(plural, colour)}{colour} {_noun(shape, plural)}"
-            out.append(("colour+shape", text, lambda g, c=colour, s=shape: g.colour == c and g.shape == s))
+            out.append(("colour+shape", text, {"colour": colour, "shape": shape}))
             for position in POSITIONS:
                 plural = bool(rng.random() < 0.5)
                 text = f"{article(plural, colour)}{colour} {_noun(shape, plural)} {PREPOSITIONS[position]} the {position}"
                 out.append(
-                    (
-                        "colour+shape+position",
-                        text,
-                        lambda g, c=colour, s=shape, p=position: (
-                            g.colour == c and g.shape == s and g.position == p
-                        ),
-                    )
+                    ("colour+shape+position", text, {"colour": colour, "shape": shape, "position": position})
                 )
     for count, word in COUNTS.items():
         for shape in SHAPES:
-            text = f"{word} {_noun(shape, count > 1)}"
-            out.append(("count+shape", text, lambda g, n=count, s=shape: g.count == n and g.shape == s))
+            out.append(("count+shape", f"{word} {_noun(shape, count > 1)}", {"count": count, "shape": shape}))
     for size in SIZES:
         for shape in SHAPES:
             plural = bool(rng.random() < 0.5)
             text = f"{article(plural, size)}{size} {_noun(shape, plural)}"
-            out.append(("size+shape", text, lambda g, z=size, s=shape: g.size == z and g.shape == s))
+            out.append(("size+shape", text, {"size": size, "shape": shape}))
     for colour in COLOURS:
-        out.append(("single word", colour, lambda g, c=colour: g.colour == c))
+        out.append(("single word", colour, {"colour": colour}))
     for shape in SHAPES:
-        out.append(("single word", SHAPES[shape], lambda g, s=shape: g.shape == s))
+        out.append(("single word", SHAPES[shape], {"shape": shape}))
     return out
 
 
-def short_queries(scenes: Sequence[Scene], min_relevant: int = 5, seed: int = 0) -> list[ShortQuery]:
-    """Every family's queries that have at least ``min_relevant`` relevant scenes (seeded wording)."""
+def short_queries(
+    scenes: Sequence[Scene],
+    min_relevant: int = 5,
+    seed: int = 0,
+    centres: Sequence[Centres] | None = None,
+) -> list[ShortQuery]:
+    """Every family's queries that have at least ``min_relevant`` relevant scenes (seeded wording).
+
+    ``centres`` (per scene, per group, the object centres: :func:`group_centres`) makes position
+    relevance geometric; without it the caption's position word decides."""
+    if centres is not None and len(centres) != len(scenes):
+        raise ValueError(f"{len(scenes)} scenes but {len(centres)} centre lists")
     rng = np.random.default_rng(seed)
     queries = []
-    for family, text, predicate in _candidates(rng):
-        relevant = frozenset(i for i, scene in enumerate(scenes) if any(predicate(g) for g in scene.groups))
+    for family, text, wanted in _candidates(rng):
+        relevant = frozenset(
+            i
+            for i, scene in enumerate(scenes)
+            if scene_answers(wanted, scene, centres[i] if centres is not None else None)
+        )
         if len(relevant) >= min_relevant:
             queries.append(ShortQuery(family, text, relevant))
     return queries
@@ -150,11 +189,10 @@ def query_attributes(text: str) -> dict[str, object]:
     return attributes
 
 
-def answers(text: str, scene: Scene) -> bool:
+def answers(text: str, scene: Scene, centres: Centres | None = None) -> bool:
     """True when one object group of ``scene`` has every attribute the query names (relevance as in
     :func:`short_queries`)."""
-    wanted = query_attributes(text)
-    return bool(wanted) and any(all(getattr(g, k) == v for k, v in wanted.items()) for g in scene.groups)
+    return scene_answers(query_attributes(text), scene, centres)
 
 
 def caption_answers(text: str, caption: object) -> bool:
