@@ -71,7 +71,9 @@ class Report:
         self.checks: list[Check] = []
 
     def add(self, name: str, status: str, detail: str, hint: str = "") -> Check:
-        check = Check(name, status, detail, hint if status != OK else "")
+        from stair_es.engine.config import redact_urls
+
+        check = Check(name, status, redact_urls(detail), redact_urls(hint) if status != OK else "")
         self.checks.append(check)
         return check
 

@@ -46,12 +46,13 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Turn library errors into one line on stderr and the error's exit code."""
+        from stair_es.engine.config import redact_urls
         from stair_es.errors import StairError
 
         try:
             return super().invoke(ctx)
         except StairError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact_urls(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

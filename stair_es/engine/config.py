@@ -7,7 +7,10 @@ connect the same way; explicit values win over the environment.
 from __future__ import annotations
 
 import base64
+import math
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -34,6 +37,24 @@ ENV_VARS: dict[str, str] = {
 }
 
 DISTRIBUTIONS = ("auto", "opensearch", "elasticsearch")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://***@host`` anywhere in ``text`` (last line of
+    defence for messages that quote a URL)."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its ``user:password@`` part, and that part (percent-decoded), if any."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=hostport))
+    return bare, (urllib.parse.unquote(user), urllib.parse.unquote(password))
 
 
 def _parse_bool(name: str, text: str) -> bool:
@@ -78,21 +99,39 @@ class ConnectionConfig:
             object.__setattr__(self, "urls", (cloud_id_url(self.cloud_id),))
         if isinstance(self.urls, str):
             object.__setattr__(self, "urls", tuple(u.strip() for u in self.urls.split(",") if u.strip()))
-        urls = tuple(u.rstrip("/") for u in self.urls)
+        # credentials in a URL become user/password at once, so no message can ever quote them
+        found: set[tuple[str, str]] = set()
+        urls = []
+        for raw in self.urls:
+            bare, creds = split_credentials(raw.strip())
+            urls.append(bare.rstrip("/"))
+            if creds:
+                found.add(creds)
         if not urls:
             raise UsageError("no engine URL given (--url or STAIR_ES_URL)")
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise UsageError(f"engine URL {url!r} must start with http:// or https://")
-        object.__setattr__(self, "urls", urls)
+                shown = "***@" + url.rpartition("@")[2] if "@" in url else url
+                raise UsageError(f"engine URL {shown!r} must start with http:// or https://")
+        object.__setattr__(self, "urls", tuple(urls))
+        if len(found) > 1:
+            raise UsageError("the engine URLs carry different credentials: give one --user/--password")
+        if found:
+            creds = found.pop()
+            if self.username is not None and (self.username, self.password) != creds:
+                raise UsageError(
+                    "credentials are given both in the URL and as --user/--password and differ: give one"
+                )
+            object.__setattr__(self, "username", creds[0])
+            object.__setattr__(self, "password", creds[1])
         if self.distribution not in DISTRIBUTIONS:
             raise UsageError(
                 f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {self.distribution!r}"
             )
         if (self.username is None) != (self.password is None):
             raise UsageError("give both a user and a password, or neither")
-        if self.timeout <= 0:
-            raise UsageError(f"timeout must be positive, got {self.timeout}")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout}")
         given = [
             name
             for name, value in (
@@ -156,8 +195,8 @@ class ConnectionConfig:
         return self.api_key
 
     def describe(self) -> str:
-        """Address without credentials, for messages."""
-        return ", ".join(self.urls)
+        """Address without credentials, for messages (they were taken out of the URLs on creation)."""
+        return redact_urls(", ".join(self.urls))
 
 
 def cloud_id_url(cloud_id: str) -> str:
