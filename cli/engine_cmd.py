@@ -10,6 +10,11 @@ import click
 DEFAULT_PORT = 9200  # mirrored from stair_es.local.node without importing it at --help time
 
 
+def stop_hint(port: int) -> str:
+    """How to stop exactly this node (a bare `engine down` stops every node of the cache)."""
+    return f"stair-es engine down --port {port}"
+
+
 @click.group()
 def engine() -> None:
     """Start, stop and inspect a local OpenSearch node (downloaded from Maven Central, cached)."""
@@ -77,7 +82,7 @@ def up(
     )
     click.echo(
         f"{state.engine} {state.version} is up at {state.url} "
-        f"(pid {state.pid}, {time.monotonic() - t0:.1f}s; stop with: stair-es engine down)"
+        f"(pid {state.pid}, {time.monotonic() - t0:.1f}s; stop with: {stop_hint(state.port)})"
     )
 
 

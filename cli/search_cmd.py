@@ -7,6 +7,7 @@ made the score); ``--json`` is for scripts. Library imports stay inside the comm
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -39,6 +40,35 @@ Exit status:
 """
 
 _provider_option = provider_option()
+
+
+def _image_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--image must be a readable regular file: a FIFO or a device would block the read forever."""
+    if value is None:
+        return None
+    from stair_es.runtime.images import special_file_reason
+
+    reason = special_file_reason(value)
+    if reason is not None:
+        from stair_es.errors import UsageError
+
+        raise UsageError(f"--image {value}: {reason}")
+    return value
+
+
+def strict_json(data: Any) -> str:
+    """JSON that every parser accepts: a non-finite float (an overflowed score) becomes null."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +229,7 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
 
 @click.command(epilog=SEARCH_EXIT_HELP)
 @click.argument("query", required=False)
-@click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None, help="Query by image.")
+@click.option("--image", default=None, callback=_image_file, help="Query by image (a readable image file).")
 @click.option(
     "--tokens",
     "tokens_json",
@@ -354,7 +384,7 @@ def search(
                 "engine": backend.info.describe(),
                 **result.to_dict(top_tokens=None if full else max(top_tokens, 10)),
             }
-            click.echo(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+            click.echo(strict_json(out))
         else:
             what = "BM25 on captions" if engine_mode == "bm25" else f"{len(result.query_tokens)} query tokens"
             header = (
@@ -375,8 +405,8 @@ def search(
 
 
 def _parse_tokens(text: str) -> Any:
+    from stair_es.engine.search import checked_query_tokens
     from stair_es.errors import UsageError
-    from stair_es.sparse import SparseVector
 
     try:
         data = json.loads(text)
@@ -384,7 +414,7 @@ def _parse_tokens(text: str) -> Any:
         raise UsageError(f"--tokens is not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
         raise UsageError('--tokens must be a JSON object of token -> number, e.g. {"dog": 1.5}')
-    vec = SparseVector.from_dict({str(t): float(w) for t, w in data.items()})
+    vec = checked_query_tokens({str(t): w for t, w in data.items()}, "--tokens")
     if len(vec) == 0:
         raise UsageError("--tokens has no token with a positive weight")
     return vec
@@ -396,9 +426,7 @@ def _parse_tokens(text: str) -> Any:
 
 @click.command()
 @click.option("--text", default=None, help="A text to explain.")
-@click.option(
-    "--image", type=click.Path(exists=True, dir_okay=False), default=None, help="An image to explain."
-)
+@click.option("--image", default=None, callback=_image_file, help="An image to explain.")
 @click.option(
     "--top", "top", type=click.IntRange(min=1), default=20, show_default=True, help="Tokens listed."
 )
@@ -455,7 +483,7 @@ def explain(
         out.update({kind: map_to_dict(src, vec, limit) for kind, (src, vec) in maps.items()})
         if match is not None:
             out["match"] = match
-        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        click.echo(strict_json(out))
         return
     echo_err(f"model {encoder.model_id} on {encoder.provider_info('text').describe()}")
     blocks = [

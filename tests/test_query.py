@@ -260,3 +260,14 @@ def test_huge_query_weights_on_a_compact_index_keep_finite_boosts() -> None:
     hybrid = build_query(q, ["image_tokens"], mode="hybrid", caption="a b", weight_shift=112)
     assert hybrid.score_scale == 1.0  # folded into the sparse clause's boost, before BM25 is added
     assert build_query(vec(5), ["image_tokens"], mode="exact", weight_shift=112).score_scale == 1.0
+
+
+def test_huge_query_weights_are_scaled_so_engine_scores_stay_finite() -> None:
+    # a weight of 3e38 would score inf in the engine's float32 sum (and --json printed Infinity)
+    vec = SparseVector.from_dict({"red": 3e38, "blue": 3e38, "dust": 1e-30})
+    plan = build_query(vec, ["image_tokens"], mode="exact")
+    boosts = [c["rank_feature"]["boost"] for c in plan.body["query"]["bool"]["should"]]
+    assert max(boosts) <= 2.0**64 and plan.score_scale > 1
+    assert [b * plan.score_scale for b in boosts] == pytest.approx([3e38, 3e38], rel=1e-6)
+    assert len(boosts) == 2  # 1e-30 x 2**-65 is no normal float32: left out
+    assert build_query(SparseVector.from_dict({"red": 2.0}), ["image_tokens"]).score_scale == 1.0

@@ -296,20 +296,29 @@ def build_query(
     return plan
 
 
-def _boost_range(vec: SparseVector, weight_shift: int) -> tuple[SparseVector, float]:
-    """Query weights whose boosts (weight x 2**shift on a compact index) stay finite floats.
+# query weights above 2**64 are scaled down before they are sent (see _boost_range)
+MAX_QUERY_BOOST_LOG2 = 64
 
-    Engines parse boosts as float32 (max ~3.4e38); with a 2**112 shift a weight above ~6.5e4 would
-    overflow. Such queries are scaled down by a power of two (exact) and the returned factor scales
-    scores back; rankings and explanations are unaffected.
+
+def _boost_range(vec: SparseVector, weight_shift: int) -> tuple[SparseVector, float]:
+    """Query weights scaled by an exact power of two so the engine's float32 cannot overflow.
+
+    Engines parse boosts as float32 (max ~3.4e38) and add up scores in float32: with a 2**112 shift
+    a weight above ~6.5e4 would overflow the boost, and on any index a weight near 3e38 would score
+    ``inf``. Such queries are scaled down (weights at most 2**64, boosts below 2**126) and the
+    returned factor scales scores back, in float64; rankings and explanations are unaffected.
+    Tokens the scaling would push below float32's smallest normal number are left out: next to the
+    heavy tokens they cannot change a float32 sum.
     """
-    if not weight_shift or len(vec) == 0:
+    if len(vec) == 0:
         return vec, 1.0
-    excess = int(np.ceil(np.log2(float(vec.weights[0])))) + weight_shift - 126
+    excess = int(np.ceil(np.log2(float(vec.weights[0])))) + max(weight_shift - 126, -MAX_QUERY_BOOST_LOG2)
     if excess <= 0:
         return vec, 1.0
-    scaled = SparseVector(tokens=vec.tokens, weights=np.ldexp(vec.weights, -excess).astype(np.float32))
-    return scaled, float(2.0**excess)
+    scaled = np.ldexp(vec.weights.astype(np.float64), -excess).astype(np.float32)
+    keep = scaled >= np.finfo(np.float32).tiny
+    tokens = tuple(t for t, k in zip(vec.tokens, keep) if k)
+    return SparseVector(tokens=tokens, weights=scaled[keep]), float(2.0**excess)
 
 
 def phase1_tokens(vec: SparseVector, options: QueryOptions) -> SparseVector:

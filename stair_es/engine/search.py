@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,25 @@ from stair_es.errors import EngineError, UsageError
 from stair_es.sparse import SparseVector, decode_feature_name, truncate_9bit, unshift_weight
 
 TARGETS = {"image": (IMAGE_FIELD,), "text": (TEXT_FIELD,), "both": (IMAGE_FIELD, TEXT_FIELD)}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def checked_query_tokens(tokens: Mapping[str, Any], what: str = "query") -> SparseVector:
+    """A token map as a query vector; a weight that is not a finite float32 is refused with one line
+    naming the token (it would otherwise become inf, or vanish in silence)."""
+    for token, weight in tokens.items():
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            raise UsageError(f"{what}: the weight of {token!r} is not a number ({weight!r})") from None
+        if not math.isfinite(value):
+            raise UsageError(f"{what}: the weight of {token!r} must be a finite number, got {value}")
+        if abs(value) > FLOAT32_MAX:
+            raise UsageError(
+                f"{what}: the weight of {token!r} is too large ({value:g}; engines store float32, "
+                f"at most {FLOAT32_MAX:.3g})"
+            )
+    return SparseVector.from_dict({str(t): float(w) for t, w in tokens.items()})
 
 
 class Encoder(Protocol):
@@ -184,7 +204,7 @@ class Searcher:
         if sum(given) != 1:
             raise UsageError("give exactly one of text, image or tokens")
         if tokens is not None:
-            return tokens if isinstance(tokens, SparseVector) else SparseVector.from_dict(tokens)
+            return tokens if isinstance(tokens, SparseVector) else checked_query_tokens(tokens)
         if self.encoder is None:
             raise UsageError("text and image queries need an encoder (a model); pass tokens otherwise")
         if text is not None:

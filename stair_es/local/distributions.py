@@ -7,6 +7,7 @@ as plain jars without their plugin descriptor, so the descriptor is written here
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from stair_es.errors import UsageError
@@ -195,8 +196,14 @@ _PINS_ES_7_17_29 = {
 }
 
 
+_VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
+
+
 def get_distribution(engine: str = "opensearch", version: str | None = None) -> Distribution:
     """The distribution to assemble; unpinned versions are still verified against Maven's SHA-1."""
+    if version is not None and not _VERSION_RE.fullmatch(version):
+        # it becomes a Maven coordinate and a folder name: "3.8.0/../../x" must not reach either
+        raise UsageError(f"engine version {version!r} is not a release number like 3.8.0 or 7.17.29")
     if engine == "opensearch":
         version = version or DEFAULT_OPENSEARCH_VERSION
         pins = _OPENSEARCH_PINS.get(version)

@@ -125,6 +125,38 @@ def describe_source(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
+def special_file_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as an image file without blocking, or None when it can.
+
+    Opening a FIFO blocks until a writer comes, and a device never ends: both are refused up front,
+    like folders and unreadable files. Symlinks are followed (a link to a photo is fine).
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
+        )
+        return f"not a regular file ({kind})"
+    if not os.access(path, os.R_OK):
+        return "cannot read (permission denied)"
+    return None
+
+
 def decode_image(
     source: ImageSource,
     *,
@@ -143,6 +175,10 @@ def decode_image(
         # Pillow refuses at 2x its own limit inside open(); a caller who allowed more gets more,
         # and the check below stays the guard.
         Image.MAX_IMAGE_PIXELS = max_pixels
+    if isinstance(source, (str, os.PathLike)):
+        reason = special_file_reason(source)
+        if reason is not None and reason != "file not found":
+            raise ImageDecodeError(f"{name}: {reason}")
     try:
         if isinstance(source, Image.Image):
             img = source
