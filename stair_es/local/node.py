@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -23,7 +24,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stair_es.errors import ProvisionError
+from stair_es.errors import ProvisionError, UsageError
 from stair_es.local.distributions import Distribution, get_distribution
 from stair_es.local.fetch import fetch
 from stair_es.local.heartbeat import heartbeat
@@ -78,11 +79,70 @@ def _run_user(log) -> tuple[str, int, int] | None:
     return entry.pw_name, entry.pw_uid, entry.pw_gid
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    for dirpath, _dirnames, filenames in os.walk(path):
-        os.chown(dirpath, uid, gid)
-        for name in filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid)
+def _give(name: str, dir_fd: int | None, uid: int, gid: int) -> bool:
+    """chown one directory or singly-linked regular file to the node user, never through a link.
+
+    The entry is opened with O_NOFOLLOW and checked on the open descriptor, so a symlink (or one
+    swapped in meanwhile) is never followed and a hard link to someone else's file (st_nlink > 1)
+    is left alone; only what root itself owns is given away.
+    """
+    try:
+        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    if before.st_uid == uid or not (stat.S_ISDIR(before.st_mode) or stat.S_ISREG(before.st_mode)):
+        return False  # already the node's, or a link, FIFO, socket or device: nothing to give
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        plain = stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+        if not plain or st.st_uid != os.geteuid() or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            return False
+        os.fchown(fd, uid, gid)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> int:
+    """Give ``path`` and what root owns below it to the node user; returns how many entries changed.
+
+    Walks with directory descriptors (``os.fwalk``) without following symlinks: the node user can
+    plant links in its own instance folder, and a root ``engine up`` must never chown their targets.
+    """
+    changed = int(_give(str(path), None, uid, gid))
+    for _dirpath, dirnames, filenames, dirfd in os.fwalk(path, follow_symlinks=False):
+        for name in dirnames + filenames:
+            changed += _give(name, dirfd, uid, gid)
+    return changed
+
+
+def prepare_data_dir(path: Path, uid: int) -> None:
+    """As root, a ``--data-dir`` is handed to the node user only when that is safe.
+
+    Safe: a folder that does not exist yet (created), an empty one, or one the node user already owns
+    (an earlier run handed it over). Anything else, e.g. ``/`` or a home folder with files in it,
+    is refused with one line, so that no file is taken from its owner.
+    """
+    if path.is_symlink():
+        raise UsageError(f"--data-dir {path} is a symbolic link: pass the folder it points to")
+    if not path.exists():
+        path.mkdir(parents=True)
+        return
+    if not path.is_dir():
+        raise UsageError(f"--data-dir {path} is not a folder")
+    st = path.stat()
+    if st.st_uid == uid or not any(path.iterdir()):
+        return
+    raise UsageError(
+        f"--data-dir {path} is not empty and not the node user's: as root, stair-es hands the data "
+        "folder to the unprivileged node user, and only does so for a new or empty folder (or one "
+        "an earlier `engine up` handed over); pass such a folder"
+    )
 
 
 @dataclass
@@ -284,9 +344,13 @@ def start(
         raise ProvisionError(
             f"port {port} is taken by another process: choose another with --port, or stop what listens there"
         )
+    data = Path(data_dir).expanduser().absolute() if data_dir else instance / "data"
+    run_as = _run_user(log)
+    if run_as and data_dir:
+        prepare_data_dir(data, run_as[1])
+    data = data.resolve()
     java = find_java(dist.min_java, dist.max_java, java_home)
     home = ensure_home(dist, root, log=log)
-    data = Path(data_dir).expanduser().resolve() if data_dir else instance / "data"
     logs = instance / "logs"
     conf = instance / "config"
     for path in (data, logs, instance / "tmp"):
@@ -303,7 +367,6 @@ def start(
             "OPENSEARCH_TMPDIR" if dist.engine == "opensearch" else "ES_TMPDIR": str(instance / "tmp"),
         }
     )
-    run_as = _run_user(log)
     if run_as:
         for path in (instance, data):
             _chown_tree(path, run_as[1], run_as[2])
