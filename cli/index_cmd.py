@@ -33,7 +33,9 @@ EXIT_CODES_HELP = f"""
 Exit status:
   0    every item was indexed or skipped (already indexed)
   {EXIT_SOME_FAILED}   the run finished but some items failed (see --failures)
-  2    bad arguments or input   3  engine error   5  model/index mismatch   130  interrupted
+  2    bad arguments or input   5  model/index mismatch   130  interrupted
+  3    engine error; also a load stopped early (a write block, the engine gone): the summary
+       and the failures file are still written, and the same command resumes
 """
 
 
@@ -253,7 +255,7 @@ def _report_failure_lines(kw: dict[str, Any], progress: Any) -> Callable[[dict[s
 
 def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: int = 0) -> None:
     from stair_es.engine import IndexerOptions
-    from stair_es.errors import UsageError
+    from stair_es.errors import StairError, UsageError
     from stair_es.ingest import EngineSink, Ledger, MemorySink, PipelineOptions, Progress, RunReport
     from stair_es.ingest.pipeline import index_images, index_texts
     from stair_es.runtime.registry import register_model
@@ -328,6 +330,11 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         for line in report.summary_lines():
             echo_err(line)
         raise
+    except StairError as exc:  # the load stopped early: the summary still comes, then the error
+        report.stopped = str(exc)
+        stopped: StairError | None = exc
+    else:
+        stopped = None
     finally:
         ledger.close()
         try:
@@ -343,6 +350,8 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         echo_err(line)
     if kw["as_json"]:
         click.echo(json.dumps(report.to_dict(), indent=2))
+    if stopped is not None:
+        raise stopped
     if report.failed:
         sys.exit(EXIT_SOME_FAILED)
 

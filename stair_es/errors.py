@@ -20,9 +20,24 @@ class UsageError(StairError):
 
 
 class EngineError(StairError):
-    """The search engine is unreachable, refused a request, or is the wrong kind/version."""
+    """The search engine is unreachable, refused a request, or is the wrong kind/version.
+
+    ``status`` is the HTTP status when the engine answered (None: no answer), ``reason`` its own words.
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str = "", *, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class EngineRejectedInput(EngineError):
+    """The engine refused (HTTP 400) a request built from the user's input, e.g. a filter on a
+    number with a word, or an offset past the result window: the input needs fixing."""
+
+    exit_code = 2
 
 
 class ProvisionError(StairError):

@@ -23,6 +23,7 @@ class FakeIndices:
         self.settings: dict[str, Any] = {"refresh_interval": "1s", "number_of_replicas": "1"}
         self.history: list[dict[str, Any]] = []
         self.refreshed = 0
+        self.meta: dict[str, Any] = {}
 
     def get_settings(self, index: str) -> dict:
         return {index: {"settings": {"index": dict(self.settings)}}}
@@ -31,7 +32,12 @@ class FakeIndices:
         return index != "missing"
 
     def get_mapping(self, index: str) -> dict:
-        return {index: {"mappings": {}}}  # no stair-es _meta: the indexer stores plain weights
+        # no stair-es model _meta: the indexer stores plain weights
+        return {index: {"mappings": {"_meta": dict(self.meta)} if self.meta else {}}}
+
+    def put_mapping(self, index: str, body: dict) -> dict:
+        self.meta = dict(body["_meta"])
+        return {"acknowledged": True}
 
     def put_settings(self, index: str, body: dict) -> dict:
         self.history.append(dict(body["index"]))

@@ -16,12 +16,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Seq
 from typing import Any
 
 from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, assumed_info, cluster_info
+from stair_es.engine.bulk import asend
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
 from stair_es.engine.mappings import IndexMeta, field_paths, parse_meta
 from stair_es.engine.query import QueryOptions
+from stair_es.engine.relax import AsyncLoadSettings
 from stair_es.engine.search import Encoder, Searcher, SearchResult
-from stair_es.errors import EngineError, ModelError, require
+from stair_es.errors import EngineError, ModelError, StairError, require
 
 
 class AsyncBackend:
@@ -87,9 +89,12 @@ class AsyncBackend:
             resp = await coro
         except Exception as exc:  # noqa: BLE001 - translated, chained
             status = getattr(getattr(exc, "meta", None), "status", None) or getattr(exc, "status_code", None)
-            where = f" (HTTP {status})" if isinstance(status, int) else ""
+            status = status if isinstance(status, int) else None
+            where = f" (HTTP {status})" if status else ""
             first = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            raise EngineError(f"{what} failed on {self.info.describe()}{where}: {first}") from exc
+            raise EngineError(
+                f"{what} failed on {self.info.describe()}{where}: {first}", status=status, reason=first
+            ) from exc
         return getattr(resp, "body", resp)
 
     async def load_capabilities(self) -> None:
@@ -166,6 +171,19 @@ class AsyncBackend:
     async def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
         call = self.client.indices.put_settings(index=index, body={"index": dict(settings)})
         await self._call(f"updating settings of '{index}'", call)
+
+    async def mapping_meta(self, index: str) -> dict[str, Any]:
+        resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
+        return dict((next(iter(resp.values())).get("mappings") or {}).get("_meta") or {})
+
+    async def put_mapping_meta(self, index: str, meta: Mapping[str, Any]) -> None:
+        call = self.client.indices.put_mapping(index=index, body={"_meta": dict(meta)})
+        await self._call(f"updating the mapping of '{index}'", call)
+
+    async def bulk_lines(self, lines: list[str]) -> dict[str, Any]:
+        if self.distribution == "opensearch":
+            return await self._call("bulk request", self.client.bulk(body="".join(lines)))
+        return await self._call("bulk request", self.client.bulk(operations=lines))
 
     async def refresh(self, index: str) -> None:
         await self._call(f"refreshing '{index}'", self.client.indices.refresh(index=index))
@@ -294,7 +312,7 @@ class AsyncSearcher(Searcher):
 
 
 class AsyncIndexer(Indexer):
-    """:class:`Indexer` over an :class:`AsyncBackend` (``async_streaming_bulk``)."""
+    """:class:`Indexer` over an :class:`AsyncBackend` (the same bulk loop, awaited)."""
 
     async def index_documents(  # type: ignore[override]
         self, docs: Iterable[Document | Mapping[str, Any]] | AsyncIterable[Document | Mapping[str, Any]]
@@ -307,8 +325,10 @@ class AsyncIndexer(Indexer):
         except ModelError:  # not created by stair-es: plain weights
             meta = None
         self.resolve_weight_shift(meta)
+        settings = AsyncLoadSettings(backend, self.index)
+        await settings.recover()
         run = BulkRun(self)
-        relaxed: dict[str, Any] | None = None
+        relaxed = False
 
         async def actions() -> AsyncIterator[dict[str, Any]]:
             nonlocal relaxed
@@ -317,25 +337,37 @@ class AsyncIndexer(Indexer):
                 action = run.action(doc)
                 if action is None:
                     continue
-                if relaxed is None and run.should_relax():
-                    current = await backend.get_settings(self.index)
-                    relaxed = {k: current.get(k) for k in ("refresh_interval", "number_of_replicas")}
-                    await backend.put_settings(
-                        self.index, {"refresh_interval": "-1", "number_of_replicas": 0}
-                    )
+                if not relaxed and run.should_relax():
+                    relaxed = True
+                    await settings.relax()
                 yield action
 
+        problems: list[StairError] = []
+        opts = self.options
         try:
-            async for ok, item in backend.streaming_bulk(actions(), **self.bulk_kwargs()):
+            async for ok, item in asend(
+                backend, self.index, actions(), opts.chunk_size, opts.max_chunk_bytes, self.retry()
+            ):
                 run.handle(ok, item)
+        except StairError as exc:
+            problems.append(exc)
         finally:
-            if relaxed is not None:
-                await backend.put_settings(self.index, relaxed)
-            run.close()
+            if relaxed:
+                problems += await _attempt(settings.restore())
             if self.options.refresh_at_end and run.summary.indexed:
-                await backend.refresh(self.index)
-            run.finish()
+                problems += await _attempt(backend.refresh(self.index))
+            problems += run.settle(None, refresh=False)
+        if problems:
+            raise run.stopped(problems)
         return run.summary
+
+
+async def _attempt(step: Any) -> list[StairError]:
+    try:
+        await step
+    except StairError as exc:
+        return [exc]
+    return []
 
 
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.mappings import IndexMeta, ModelMeta, field_paths, index_body, parse_meta
-from stair_es.errors import EngineError
+from stair_es.errors import EngineError, EngineRejectedInput
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_CLAUSES = 1024  # OpenSearch and ES 7 default; the ES 8.1+ auto-sized limit is never lower
@@ -182,15 +182,20 @@ class Backend:
                 return str(err)
         return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a client call; any failure becomes one :class:`EngineError` line."""
+    def _call(
+        self, what: str, fn: Callable[..., Any], *args: Any, _user_input: bool = False, **kwargs: Any
+    ) -> Any:
+        """Run a client call; any failure becomes one :class:`EngineError` line (an HTTP 400 to a
+        request built from user input, ``_user_input``, an :class:`EngineRejectedInput`)."""
         try:
             resp = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - translated, chained
             status = self._error_status(exc)
+            reason = self._error_reason(exc)
             where = f" (HTTP {status})" if status else ""
-            raise EngineError(
-                f"{what} failed on {self.info.describe()}{where}: {self._error_reason(exc)}"
+            kind = EngineRejectedInput if _user_input and status == 400 else EngineError
+            raise kind(
+                f"{what} failed on {self.info.describe()}{where}: {reason}", status=status, reason=reason
             ) from exc
         return getattr(resp, "body", resp)
 
@@ -329,6 +334,20 @@ class Backend:
             body={"index": settings},
         )
 
+    def mapping_meta(self, index: str) -> dict[str, Any]:
+        """The whole ``_meta`` of one index's mapping (stair-es keeps its bookkeeping there)."""
+        resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
+        return dict((next(iter(resp.values())).get("mappings") or {}).get("_meta") or {})
+
+    def put_mapping_meta(self, index: str, meta: Mapping[str, Any]) -> None:
+        """Replace ``_meta`` (the engines replace it as a whole: pass every key to keep)."""
+        self._call(
+            f"updating the mapping of '{index}'",
+            self.client.indices.put_mapping,
+            index=index,
+            body={"_meta": dict(meta)},
+        )
+
     def refresh(self, index: str) -> None:
         self._call(f"refreshing '{index}'", self.client.indices.refresh, index=index)
 
@@ -353,6 +372,10 @@ class Backend:
         """The client's own ``helpers.streaming_bulk`` (429 retries with backoff live there)."""
         return self.helpers.streaming_bulk(self.client, actions, **kwargs)
 
+    def bulk_lines(self, lines: list[str]) -> dict[str, Any]:
+        """One bulk request from NDJSON pieces (each newline-terminated); the answer as a dict."""
+        return self._call("bulk request", self.client.bulk, body="".join(lines))
+
     def index_document(
         self, index: str, doc_id: str, source: Mapping[str, Any], refresh: bool = False
     ) -> None:
@@ -375,16 +398,24 @@ class Backend:
 
     def count(self, index: str, query: Mapping[str, Any] | None = None) -> int:
         body = {"query": dict(query)} if query else None
-        return int(self._call(f"counting '{index}'", self.client.count, index=index, body=body)["count"])
+        resp = self._call(f"counting '{index}'", self.client.count, index=index, body=body, _user_input=True)
+        return int(resp["count"])
 
     def search(self, index: str, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
-        return self._call(f"searching '{index}'", self.client.search, index=index, body=dict(body), **params)
+        return self._call(
+            f"searching '{index}'",
+            self.client.search,
+            index=index,
+            body=dict(body),
+            _user_input=True,
+            **params,
+        )
 
     def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         lines: list[Any] = []
         for body in bodies:
             lines += [{"index": index}, dict(body)]
-        resp = self._call(f"multi-searching '{index}'", self.client.msearch, body=lines)
+        resp = self._call(f"multi-searching '{index}'", self.client.msearch, body=lines, _user_input=True)
         return list(resp["responses"])
 
     def close(self) -> None:

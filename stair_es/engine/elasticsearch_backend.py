@@ -71,6 +71,9 @@ class ElasticsearchBackend(Backend):
         # an assumed version is the client's own: nothing to rewrite
         self.compat_rewritten = self.info.detected and pin_compat_headers(client, self.info.major)
 
+    def bulk_lines(self, lines: list[str]) -> dict[str, Any]:
+        return self._call("bulk request", self.client.bulk, operations=lines)
+
     def _error_status(self, exc: BaseException) -> int | None:
         meta = getattr(exc, "meta", None)
         status = getattr(meta, "status", None) or getattr(exc, "status_code", None)

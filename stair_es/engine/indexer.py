@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import IO, Any
@@ -24,9 +24,11 @@ from typing import IO, Any
 import numpy as np
 
 from stair_es.engine.backend import Backend
+from stair_es.engine.bulk import LoadStopped, Retry, send
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.prefetch import prefetch
-from stair_es.errors import EngineError, ModelError
+from stair_es.engine.relax import LoadSettings
+from stair_es.errors import EngineError, ModelError, StairError
 from stair_es.sparse import (
     SparseVector,
     encode_feature_name,
@@ -186,7 +188,10 @@ class IndexerOptions:
 
 @dataclass
 class IndexSummary:
-    """Counts that add up: ``total == indexed + failed + skipped``."""
+    """Counts that add up: ``total == indexed + failed + skipped + not_reached``.
+
+    ``not_reached``: documents sent (or about to be) when the load stopped, never acknowledged.
+    """
 
     index: str
     total: int = 0
@@ -197,8 +202,10 @@ class IndexSummary:
     skipped: int = 0
     dropped_weights: int = 0
     pruned_weights: int = 0
+    not_reached: int = 0
     seconds: float = 0.0
     failures_path: str | None = None
+    stopped: str | None = None
 
     @property
     def docs_per_second(self) -> float:
@@ -206,7 +213,7 @@ class IndexSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.skipped == 0
+        return self.failed == 0 and self.skipped == 0 and self.not_reached == 0 and not self.stopped
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "docs_per_second": round(self.docs_per_second, 1)}
@@ -214,10 +221,11 @@ class IndexSummary:
     def line(self) -> str:
         text = (
             f"{self.indexed} indexed ({self.created} new, {self.updated} replaced), {self.failed} failed, "
-            f"{self.skipped} skipped of {self.total} in {self.seconds:.1f}s "
-            f"({self.docs_per_second:.0f} docs/s)"
+            f"{self.skipped} skipped"
+            + (f", {self.not_reached} not reached" if self.not_reached else "")
+            + f" of {self.total} in {self.seconds:.1f}s ({self.docs_per_second:.0f} docs/s)"
         )
-        if self.failures_path and (self.failed or self.skipped):
+        if self.failures_path and (self.failed or self.skipped or self.not_reached):
             text += f"; reasons in {self.failures_path}"
         return text
 
@@ -236,10 +244,12 @@ class Indexer:
         *,
         failures_path: str | Path | None = None,
         options: IndexerOptions | None = None,
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.backend = backend
         self.index = index
         self.failures_path = Path(failures_path) if failures_path else None
+        self.on_failure = on_failure  # also gets every failures-file entry, as it happens
         self.options = options or IndexerOptions()
         # the index's _meta.stair_es.weight_shift, read when a load starts (resolve_weight_shift)
         self.weight_shift = 0
@@ -305,25 +315,21 @@ class Indexer:
         return document_id(doc, source), source
 
     # running ----------------------------------------------------------------------------------
-    def bulk_kwargs(self) -> dict[str, Any]:
-        """``streaming_bulk`` arguments: per-item failures are yielded, never raised."""
+    def retry(self) -> Retry:
         opts = self.options
-        return {
-            "chunk_size": opts.chunk_size,
-            "max_chunk_bytes": opts.max_chunk_bytes,
-            "max_retries": opts.max_retries,
-            "initial_backoff": opts.initial_backoff,
-            "max_backoff": opts.max_backoff,
-            "raise_on_error": False,
-            "raise_on_exception": False,
-            "yield_ok": True,
-        }
+        return Retry(opts.max_retries, opts.initial_backoff, opts.max_backoff)
 
     def index_documents(self, docs: Iterable[Document | Mapping[str, Any]]) -> IndexSummary:
-        """Index everything in ``docs``; returns counts that add up (see :class:`IndexSummary`)."""
+        """Index everything in ``docs``; returns counts that add up (see :class:`IndexSummary`).
+
+        Raises :class:`~stair_es.engine.bulk.LoadStopped` (its ``summary`` has the counts, the
+        failures file every failed and every unacknowledged document) when the load cannot go on.
+        """
         self.resolve_weight_shift(self._index_meta())
+        settings = LoadSettings(self.backend, self.index)
+        settings.recover()  # what a killed load (or one whose engine died) left relaxed
         run = BulkRun(self)
-        relaxed: dict[str, Any] | None = None
+        relaxed = False
 
         def actions() -> Generator[dict[str, Any], None, None]:
             nonlocal relaxed
@@ -331,36 +337,28 @@ class Indexer:
                 action = run.action(doc)
                 if action is None:
                     continue
-                if relaxed is None and run.should_relax():
-                    relaxed = self._relax()
+                if not relaxed and run.should_relax():
+                    relaxed = True
+                    settings.relax()
                 yield action
 
         ahead = self.options.prepare_ahead
         source = prefetch(actions(), ahead) if ahead else actions()
+        problems: list[StairError] = []
+        opts = self.options
         try:
-            for ok, item in self.backend.streaming_bulk(source, **self.bulk_kwargs()):
+            for ok, item in send(
+                self.backend, self.index, source, opts.chunk_size, opts.max_chunk_bytes, self.retry()
+            ):
                 run.handle(ok, item)
+        except StairError as exc:  # a stop (write block, engine gone) or a failed relax
+            problems.append(exc)
         finally:
             source.close()  # stops and joins the preparing thread before settings are restored
-            if relaxed is not None:
-                self._restore(relaxed)
-            run.close()
-            if self.options.refresh_at_end and run.summary.indexed:
-                self.backend.refresh(self.index)
-            run.finish()
+            problems += run.settle(settings.restore if relaxed else None, self.options.refresh_at_end)
+        if problems:
+            raise run.stopped(problems)
         return run.summary
-
-    def _relax(self) -> dict[str, Any]:
-        current = self.backend.get_settings(self.index)
-        previous = {
-            "refresh_interval": current.get("refresh_interval"),  # None resets to the default
-            "number_of_replicas": current.get("number_of_replicas"),
-        }
-        self.backend.put_settings(self.index, {"refresh_interval": "-1", "number_of_replicas": 0})
-        return previous
-
-    def _restore(self, previous: dict[str, Any]) -> None:
-        self.backend.put_settings(self.index, previous)
 
 
 class BulkRun:
@@ -378,13 +376,16 @@ class BulkRun:
 
     def record(self, entry: dict[str, Any]) -> None:
         path = self.indexer.failures_path
-        if path is None:
-            return
         with self._lock:  # the preparing thread and the bulk loop both report
+            if self.indexer.on_failure is not None:
+                self.indexer.on_failure(entry)
+            if path is None:
+                return
             if self._failures is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._failures = path.open("w", encoding="utf-8")
             self._failures.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+            self._failures.flush()  # on disk at once: a killed run still leaves its failures
 
     def action(self, doc: Any) -> dict[str, Any] | None:
         """The bulk action for ``doc``, or None (counted as skipped, reason recorded)."""
@@ -422,6 +423,41 @@ class BulkRun:
         else:
             self.summary.failed += 1
             self.record({"id": doc_id, "stage": "engine", **described, **_engine_reason(result)})
+
+    def settle(self, restore: Callable[[], None] | None, refresh: bool) -> list[StairError]:
+        """End of a load, whatever happened: restore settings, refresh, count and record what was
+        sent but never acknowledged as not reached, close the failures file. Returns the errors."""
+        problems: list[StairError] = []
+        for step in (restore, self._refresh if refresh else None):
+            if step is None:
+                continue
+            try:
+                step()
+            except StairError as exc:
+                problems.append(exc)
+        for doc_id, described in list(self.in_flight.items()):
+            self.summary.not_reached += 1
+            self.record({"id": doc_id, "stage": "engine", "kind": "not_reached", **described,
+                         "reason": "sent, but the engine never acknowledged it"})  # fmt: skip
+        self.in_flight.clear()
+        self.close()
+        self.summary.seconds = time.perf_counter() - self._start
+        return problems
+
+    def _refresh(self) -> None:
+        if self.summary.indexed:
+            self.indexer.backend.refresh(self.indexer.index)
+
+    def stopped(self, problems: list[StairError]) -> LoadStopped:
+        """One error for the caller, carrying the summary; the first problem is the cause."""
+        first = problems[0]
+        self.summary.stopped = str(first)
+        if isinstance(first, LoadStopped):
+            first.summary = self.summary
+            return first
+        stop = LoadStopped(str(first), summary=self.summary)
+        stop.__cause__ = first
+        return stop
 
     def close(self) -> None:
         if self._failures is not None:

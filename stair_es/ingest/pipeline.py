@@ -157,7 +157,7 @@ def write_overlapped(
 
     def run() -> None:
         try:
-            outcome["result"] = sink.write(consume())
+            outcome["result"] = sink.write(consume(), on_failure=lambda entry: _record(ledger, entry))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the producer thread
             outcome["error"] = exc
 
@@ -176,7 +176,7 @@ def write_overlapped(
 
     try:
         for doc in docs:
-            if "error" in outcome:
+            if "error" in outcome or not writer.is_alive():  # the load stopped: read no further
                 break
             put(doc)
     except KeyboardInterrupt:
@@ -191,6 +191,8 @@ def write_overlapped(
             _settle(report, ledger, outcome["result"])
     if "error" in outcome:
         raise outcome["error"]
+    if outcome["result"].error is not None:
+        raise outcome["result"].error
 
 
 class _Clock:
@@ -350,15 +352,23 @@ def _image_document(loaded: LoadedFile, vector: Any) -> Document:
     )
 
 
+def _record(ledger: Ledger, entry: dict[str, Any]) -> None:
+    """A sink's failure entry into the ledger (a sent but unacknowledged document is only noted)."""
+    stage = entry.get("stage", "engine")
+    where = str(entry.get("path") or entry.get("id") or "?")
+    extra = {k: v for k, v in entry.items() if k in ("id", "content_hash", "status", "caption")}
+    if entry.get("kind") == "not_reached":
+        ledger.note(where, "not_reached", str(entry.get("reason", "")), stage, **extra)
+        return
+    kind = "no_tokens" if stage == "prepare" else "engine"
+    ledger.fail(where, kind, str(entry.get("reason", "")), stage, **extra)
+
+
 def _settle(report: RunReport, ledger: Ledger, result: Any) -> None:
     """Move the documents handed to the sink into indexed/failed."""
     report.indexed += result.indexed
-    for entry in result.failures:
-        stage = entry.get("stage", "engine")
-        kind = "no_tokens" if stage == "prepare" else "engine"
-        where = entry.get("path") or entry.get("id") or "?"
-        extra = {k: v for k, v in entry.items() if k in ("id", "content_hash", "status", "caption")}
-        ledger.fail(str(where), kind, str(entry.get("reason", "")), stage, **extra)
+    for entry in result.failures:  # sinks that collected instead of reporting as they went
+        _record(ledger, entry)
     report.encoded = 0
 
 

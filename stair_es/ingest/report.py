@@ -8,6 +8,7 @@ JSONL). :meth:`RunReport.balanced` checks ``indexed + skipped + failed == discov
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,8 @@ FAILURE_KINDS = {
     "engine": "the engine rejected the document",
     "decode": "could not decode",
 }
+# not a failure: a document sent when the load stopped, never acknowledged (noted in the file)
+NOT_REACHED = "not_reached"
 STAGES = ("read", "lookup", "decode_wait", "inference", "index")
 
 
@@ -67,6 +70,7 @@ class RunReport:
     provider: str | None = None
     dry_run: bool = False
     interrupted: bool = False
+    stopped: str | None = None  # why the load stopped early (the engine refused or went away)
     encoded: int = 0  # handed to the index so far (becomes indexed or failed when the load ends)
 
     @property
@@ -78,12 +82,17 @@ class RunReport:
         return self.indexed + self.skipped + self.failed
 
     @property
+    def not_reached(self) -> int:
+        """Items an interrupted or stopped run did not settle (a rerun picks them up)."""
+        return max(0, self.discovered - self.processed) if self.interrupted or self.stopped else 0
+
+    @property
     def balanced(self) -> bool:
-        return self.processed == self.discovered
+        return self.processed + self.not_reached == self.discovered
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.interrupted
+        return self.failed == 0 and not self.interrupted and not self.stopped
 
     @property
     def items_per_second(self) -> float:
@@ -111,6 +120,7 @@ class RunReport:
             "skipped_duplicate": self.skipped_duplicate,
             "failed": self.failed,
             "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
+            "not_reached": self.not_reached,
             "balanced": self.balanced,
             "seconds": round(self.seconds, 3),
             "items_per_second": round(self.items_per_second, 2),
@@ -122,6 +132,7 @@ class RunReport:
             "provider": self.provider,
             "dry_run": self.dry_run,
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
         }
 
     def summary_lines(self) -> list[str]:
@@ -144,10 +155,15 @@ class RunReport:
             kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.failed_by_kind.most_common())
             where = f"; one line each in {self.failures_path}" if self.failures_path else ""
             lines.append(f"failed: {kinds}{where}")
-        if self.interrupted:
+        if self.interrupted or self.stopped:
+            where = (
+                f" (those sent but unacknowledged are listed in {self.failures_path})"
+                if self.failures_path
+                else ""
+            )
             lines.append(
-                f"interrupted with {self.discovered - self.processed} not reached: run the same command "
-                "again to resume (indexed items are skipped)"
+                f"{'interrupted' if self.interrupted else 'stopped early'} with {self.not_reached} not "
+                f"reached{where}: run the same command again to resume (indexed items are skipped)"
             )
         elif not self.balanced:
             lines.append(f"warning: counts do not add up ({self.processed} accounted of {self.discovered})")
@@ -167,6 +183,7 @@ class Ledger:
         self.report = report
         self.on_failure = on_failure
         self._handle: IO[str] | None = None
+        self._lock = threading.Lock()  # the reading and the indexing threads both record
         if failures_path is not None:
             path = Path(failures_path)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,14 +191,23 @@ class Ledger:
             report.failures_path = str(path)
 
     def fail(self, where: str, kind: str, reason: str, stage: str, **extra: Any) -> None:
-        self.report.failed += 1
-        self.report.failed_by_kind[kind] += 1
-        entry = {"path": where, "kind": kind, "stage": stage, "reason": reason, **extra}
+        with self._lock:
+            self.report.failed += 1
+            self.report.failed_by_kind[kind] += 1
+            entry = {"path": where, "kind": kind, "stage": stage, "reason": reason, **extra}
+            self._write(entry)
+            if self.on_failure is not None:
+                self.on_failure(entry)
+
+    def note(self, where: str, kind: str, reason: str, stage: str, **extra: Any) -> None:
+        """A line in the failures file that is not a failure (e.g. sent but not acknowledged)."""
+        with self._lock:
+            self._write({"path": where, "kind": kind, "stage": stage, "reason": reason, **extra})
+
+    def _write(self, entry: dict[str, Any]) -> None:
         if self._handle is not None:
             self._handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
             self._handle.flush()
-        if self.on_failure is not None:
-            self.on_failure(entry)
 
     def close(self) -> None:
         if self._handle is not None:

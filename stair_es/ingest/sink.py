@@ -3,23 +3,25 @@ memory. Both answer "which of these ids are already indexed?" so resume works th
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from stair_es.engine.bulk import LoadStopped
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary
+
+OnFailure = Callable[[dict[str, Any]], None]
 
 
 @dataclass
 class SinkResult:
-    """``indexed + len(failures)`` equals the number of documents written."""
+    """``indexed`` + failures (collected in ``failures`` or handed to ``on_failure`` as they came)
+    + ``not_reached`` equals the number of documents taken; ``error``: why the load stopped early."""
 
     indexed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    not_reached: int = 0
+    error: Exception | None = None
 
 
 class Sink(Protocol):
@@ -27,7 +29,7 @@ class Sink(Protocol):
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]: ...
 
-    def write(self, docs: Iterable[Document]) -> SinkResult: ...
+    def write(self, docs: Iterable[Document], on_failure: OnFailure | None = None) -> SinkResult: ...
 
 
 class EngineSink:
@@ -83,17 +85,26 @@ class EngineSink:
         resp = self.backend.search(self.name, body)
         return {str(hit["_id"]) for hit in resp["hits"]["hits"]}
 
-    def write(self, docs: Iterable[Document]) -> SinkResult:
-        fd, tmp = tempfile.mkstemp(prefix="stair-es-bulk-", suffix=".jsonl")
-        os.close(fd)
+    def write(self, docs: Iterable[Document], on_failure: OnFailure | None = None) -> SinkResult:
+        """Load ``docs``; never raises for a load that stopped early (``error`` says why), so that
+        the caller can always settle its counts. Failures reach ``on_failure`` as they happen."""
+        result = SinkResult()
+        forwarded = {"failed": 0}
+
+        def record(entry: dict[str, Any]) -> None:
+            if entry.get("kind") != "not_reached":
+                forwarded["failed"] += 1
+            (on_failure or result.failures.append)(entry)
+
+        indexer = Indexer(self.backend, self.name, options=self.options, on_failure=record)
         try:
-            summary = Indexer(
-                self.backend, self.name, failures_path=tmp, options=self.options
-            ).index_documents(docs)
-            failures = _read_failures(Path(tmp))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return SinkResult(indexed=summary.indexed, failures=_balance(summary, failures))
+            summary = indexer.index_documents(docs)
+        except LoadStopped as exc:
+            summary, result.error = exc.summary, exc
+        result.indexed, result.not_reached = summary.indexed, summary.not_reached
+        for _ in range(max(0, summary.failed + summary.skipped - forwarded["failed"])):
+            record({"stage": "engine", "reason": "failed without a recorded reason"})  # counts add up
+        return result
 
 
 class MemorySink:
@@ -107,7 +118,7 @@ class MemorySink:
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         return self.existing.intersection(ids)
 
-    def write(self, docs: Iterable[Document]) -> SinkResult:
+    def write(self, docs: Iterable[Document], on_failure: OnFailure | None = None) -> SinkResult:
         indexer = Indexer(None, self.name)  # type: ignore[arg-type]  # prepare() never touches the backend
         summary = IndexSummary(index=self.name)
         result = SinkResult()
@@ -115,27 +126,10 @@ class MemorySink:
             try:
                 doc_id, source = indexer.prepare(doc, summary)
             except (ValueError, TypeError) as exc:
-                result.failures.append(
-                    {"id": doc.id, "path": doc.path, "stage": "prepare", "reason": str(exc)}
-                )
+                entry = {"id": doc.id, "path": doc.path, "stage": "prepare", "reason": str(exc)}
+                (on_failure or result.failures.append)(entry)
                 continue
             self.sources[doc_id] = source
             self.existing.add(doc_id)
             result.indexed += 1
         return result
-
-
-def _read_failures(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _balance(summary: IndexSummary, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The indexer writes one line per failed/skipped document; if that ever disagrees with its
-    counts, add placeholders so the run's totals still add up (and say so)."""
-    missing = summary.failed + summary.skipped - len(failures)
-    for _ in range(max(0, missing)):
-        failures.append({"stage": "engine", "reason": "failed without a recorded reason"})
-    return failures
