@@ -324,6 +324,33 @@ def check_index(report: Report, backend: Any, index: str, model: Any) -> None:
         )
     else:
         report.add(f"index {index}", OK, detail)
+    check_load_settings(report, backend, index)
+
+
+def check_load_settings(report: Report, backend: Any, index: str) -> None:
+    """Refresh left off (-1) hides every new document; a note from an interrupted load says so."""
+    from stair_es.engine.relax import describe_marker, marker_of
+
+    refresh = backend.get_settings(index).get("refresh_interval")
+    marker = marker_of(backend.mapping_meta(index))
+    name = f"index {index} refresh"
+    if marker is not None:
+        restore = json.dumps({"index": marker["previous"]})
+        report.add(
+            name,
+            FAIL,
+            f"refresh_interval {refresh}: {describe_marker(marker)}; documents written since may stay invisible",
+            f"the next stair-es index run on '{index}' restores it, or: PUT /{index}/_settings {restore}",
+        )
+    elif str(refresh) == "-1":
+        report.add(
+            name,
+            WARN,
+            "refresh_interval -1 (refresh off): newly written documents stay invisible to searches",
+            f'unless that is meant: PUT /{index}/_settings {{"index": {{"refresh_interval": null}}}}',
+        )
+    else:
+        report.add(name, OK, f"refresh_interval {refresh or 'default (1s)'}")
 
 
 def model_of_index(report: Report, connection: dict[str, Any], index: str) -> Path | None:

@@ -107,6 +107,18 @@ def _common_options(
             "half the size, same scores; explanations then come from the engine).",
         ),
         click.option(
+            "--shards",
+            type=click.IntRange(min=1),
+            default=None,
+            help="New index only: primary shards [default: 1].",
+        ),
+        click.option(
+            "--replicas",
+            type=click.IntRange(min=0),
+            default=None,
+            help="New index only: copies of each shard on other nodes [default: 0].",
+        ),
+        click.option(
             "--skip-existing/--reindex-existing",
             default=True,
             show_default=True,
@@ -294,7 +306,9 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         target.check_existing(kw["compact"], kw["recreate"])
         relax = {"relax_after": None} if kw["keep_settings"] else {}
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
-        sink = EngineSink(backend, target.index, options, compact=kw["compact"])
+        sink = EngineSink(
+            backend, target.index, options, compact=kw["compact"], shards=kw["shards"], replicas=kw["replicas"]
+        )
         target.state = sink.prepare(
             encoder.model_id,
             encoder.vocab_hash,
@@ -304,6 +318,8 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         )
         register_model(encoder.manifest)
         echo_err(f"index '{target.index}' on {backend.info.describe()}: {target.state}")
+        if sink.layout_note:
+            echo_err(f"note: {sink.layout_note}")
 
     progress = None
     if kw["progress"]:

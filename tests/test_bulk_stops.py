@@ -199,3 +199,18 @@ def test_sort_answer() -> None:
     assert out.stop is not None and "no active copy" in out.stop
     last = sort_answer(entries[1:2], {"items": resp["items"][1:2]}, may_retry=False, index="i")
     assert [ok for ok, _ in last.results] == [False] and not last.retry  # retries used up: failed
+
+
+def test_doctor_reports_settings_left_by_an_interrupted_load() -> None:
+    from stair_es_cli.doctor_cmd import FAIL, OK, WARN, Report, check_load_settings
+
+    engine = ScriptedEngine()
+    backend = ScriptedBackend(engine)
+    report = Report()
+    check_load_settings(report, backend, "i")
+    engine.settings["refresh_interval"] = "-1"
+    check_load_settings(report, backend, "i")
+    engine.meta[MARKER] = {"previous": {"refresh_interval": "1s", "number_of_replicas": "1"}, "pid": 7}
+    check_load_settings(report, backend, "i")
+    assert [c.status for c in report.checks] == [OK, WARN, FAIL]
+    assert "pid 7" in report.checks[2].detail and '"refresh_interval": "1s"' in report.checks[2].hint

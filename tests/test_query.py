@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -271,3 +273,36 @@ def test_huge_query_weights_are_scaled_so_engine_scores_stay_finite() -> None:
     assert [b * plan.score_scale for b in boosts] == pytest.approx([3e38, 3e38], rel=1e-6)
     assert len(boosts) == 2  # 1e-30 x 2**-65 is no normal float32: left out
     assert build_query(SparseVector.from_dict({"red": 2.0}), ["image_tokens"]).score_scale == 1.0
+
+
+def test_hybrid_and_bm25_keep_a_long_text_under_the_clause_cap() -> None:
+    from stair_es.engine.query import bm25_text
+
+    text = " ".join(f"w{i}" for i in range(3000)) + " 東京タワー"
+    vec = SparseVector.from_dict({f"t{i}": 1.0 + i for i in range(1500)})
+    for mode in ("hybrid", "bm25"):
+        plan = build_query(vec, ["image_tokens"], mode=mode, caption=text, filter={"modality": "image"})
+        bool_query = plan.body["query"]["bool"]
+        assert json.dumps(plan.body).count('"match"') == 1
+        words = bm25_text(_caption_of(plan.body), 10**6)[1]  # terms the analyzer can make of it
+        sparse = len(plan.used) if mode == "hybrid" else 0
+        assert words + sparse + len(bool_query.get("filter", [])) + 2 <= 1024, (mode, words, sparse)
+        assert any("BM25 text cut" in n for n in plan.notes)
+    assert bm25_text("東京タワー a b", 3) == ("東京タ", 3, True)
+
+
+def _caption_of(body: dict) -> str:
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "match" in node:
+                found.append(next(iter(node["match"].values()))["query"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(body)
+    return found[0]

@@ -15,11 +15,18 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo, _dig, assumed_info, cluster_info
+from stair_es.engine.backend import (
+    DEFAULT_MAX_CLAUSES,
+    ClusterInfo,
+    _dig,
+    assumed_info,
+    cluster_info,
+    combined_meta,
+)
 from stair_es.engine.bulk import asend
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
-from stair_es.engine.mappings import IndexMeta, field_paths, parse_meta
+from stair_es.engine.mappings import IndexMeta, field_paths
 from stair_es.engine.query import QueryOptions
 from stair_es.engine.relax import AsyncLoadSettings
 from stair_es.engine.search import Encoder, Searcher, SearchResult
@@ -138,7 +145,7 @@ class AsyncBackend:
             }
             raise not_found(index, names, self.info.describe())
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
-        return parse_meta(index, next(iter(resp.values())).get("mappings") or {})
+        return combined_meta(index, resp)
 
     async def field_names(self, index: str) -> set[str]:
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))

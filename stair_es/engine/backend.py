@@ -16,7 +16,7 @@ from typing import Any
 
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.mappings import IndexMeta, ModelMeta, field_paths, index_body, parse_meta
-from stair_es.errors import EngineError, EngineRejectedInput
+from stair_es.errors import EngineError, EngineRejectedInput, ModelError
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_CLAUSES = 1024  # OpenSearch and ES 7 default; the ES 8.1+ auto-sized limit is never lower
@@ -308,8 +308,7 @@ class Backend:
 
             raise not_found(index, index_names(self), self.info.describe())
         resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
-        entry = next(iter(resp.values()))
-        return parse_meta(index, entry.get("mappings") or {})
+        return combined_meta(index, resp)
 
     def field_names(self, index: str) -> set[str]:
         """Every field the mapping of ``index`` (all indexes behind an alias) defines."""
@@ -427,6 +426,37 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def combined_meta(index: str, mappings: Mapping[str, Any]) -> IndexMeta:
+    """The model metadata of every index that ``index`` names (a pattern, ``_all``, an alias or a
+    list names several): each must carry stair-es metadata and all must agree, else one line says
+    which one differs; a search across them would otherwise mix models or storage silently."""
+    metas: dict[str, IndexMeta] = {}
+    for name, entry in sorted(mappings.items()):
+        try:
+            metas[name] = parse_meta(name, entry.get("mappings") or {})
+        except ModelError as exc:
+            raise ModelError(str(exc) if name == index else f"{exc} ('{index}' matches it)") from None
+    if not metas:
+        raise EngineError(f"no index matches '{index}'")
+    (first_name, first), *rest = metas.items()
+    for name, meta in rest:
+        if not meta.matches(first.model.model_id, first.model.vocab_hash) or (
+            meta.token_field_type,
+            meta.weight_shift,
+            meta.tokens_in_source,
+        ) != (first.token_field_type, first.weight_shift, first.tokens_in_source):
+            raise ModelError(
+                f"'{index}' matches indexes built differently: '{first_name}' (model {first.model.model_id}, "
+                f"{_storage(first)}) and '{name}' (model {meta.model.model_id}, {_storage(meta)}): "
+                "search them one at a time"
+            )
+    return first
+
+
+def _storage(meta: IndexMeta) -> str:
+    return f"{meta.token_field_type}, weight shift {meta.weight_shift}, tokens in _source {meta.tokens_in_source}"
 
 
 def _dig(tree: Mapping[str, Any], dotted: str) -> Any:

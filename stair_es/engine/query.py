@@ -20,6 +20,7 @@ non-competitive postings well enough that exact is 8x faster there. Top-10 overl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,14 +242,21 @@ def build_query(
     if mode != "bm25" and (vec is None or len(vec) == 0):
         raise ValueError("the query vector has no token with a positive weight")
     filters = normalize_filters(filter)
+    notes: list[str] = []
+    words = 0
+    if caption and mode in ("hybrid", "bm25"):
+        # the analyzer makes one clause per term: a long text alone can pass the engine's cap
+        caption, words, cut = bm25_text(caption, clause_budget(options, engine_limit, len(filters) + 2) // 2)
+        if cut:
+            notes.append(f"BM25 text cut to its first {words} words (clause cap)")
     bm25 = {"match": {caption_field: {"query": caption, "boost": options.bm25_weight}}} if caption else None
-    reserved = len(filters) + 1 + (len(caption.split()) + 1 if bm25 and mode == "hybrid" else 0)
+    reserved = len(filters) + 1 + (words + 1 if bm25 and mode == "hybrid" else 0)
     budget = clause_budget(options, engine_limit, reserved, len(fields))
     body: dict[str, Any] = {"size": size, "track_total_hits": options.track_total_hits, "_source": source}
     if from_:
         body["from"] = from_
     empty = SparseVector.from_arrays([], np.zeros(0, dtype=np.float32))
-    plan = QueryPlan(body=body, mode=mode, fields=tuple(fields), used=empty)
+    plan = QueryPlan(body=body, mode=mode, fields=tuple(fields), used=empty, notes=notes)
 
     if mode == "bm25":
         body["query"] = _with_filters(bm25 or {"match_none": {}}, filters)
@@ -319,6 +327,21 @@ def _boost_range(vec: SparseVector, weight_shift: int) -> tuple[SparseVector, fl
     keep = scaled >= np.finfo(np.float32).tiny
     tokens = tuple(t for t, k in zip(vec.tokens, keep) if k)
     return SparseVector(tokens=tokens, weights=scaled[keep]), float(2.0**excess)
+
+
+# a word, or one CJK ideograph/kana (the standard tokenizer makes each its own term)
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
+
+
+def bm25_text(text: str, max_terms: int) -> tuple[str, int, bool]:
+    """``text`` cut to its first ``max_terms`` words (word characters, which is at least as many as
+    the analyzer's terms); returns (text, words kept, whether it was cut)."""
+    found = list(_WORD.finditer(text))
+    if len(found) <= max_terms:
+        return text, len(found), False
+    keep = max(max_terms, 1)
+    return text[: found[keep - 1].end()], keep, True
 
 
 def phase1_tokens(vec: SparseVector, options: QueryOptions) -> SparseVector:

@@ -36,12 +36,20 @@ class EngineSink:
     """Bulk-loads into an index; per-document engine failures come back with their reasons."""
 
     def __init__(
-        self, backend: Any, index: str, options: IndexerOptions | None = None, compact: bool = False
+        self,
+        backend: Any,
+        index: str,
+        options: IndexerOptions | None = None,
+        compact: bool = False,
+        shards: int | None = None,
+        replicas: int | None = None,
     ) -> None:
         self.backend = backend
         self.name = index
         self.options = options or IndexerOptions()
         self.compact = compact  # a new index keeps tokens out of _source, weights shifted
+        self.layout = {"shards": shards, "replicas": replicas}  # a new index's; None: 1 shard, 0 replicas
+        self.layout_note: str | None = None  # set when an existing index has another layout
         self._can_have_docs = True
 
     def prepare(
@@ -67,9 +75,11 @@ class EngineSink:
         if existed and not recreate:
             self.backend.check_model(self.name, model_id, vocab_hash)
             self.backend.refresh(self.name)  # a killed run may have left docs unrefreshed
+            self._check_layout()
             return "existing"
+        layout = {k: v for k, v in self.layout.items() if v is not None}
         try:
-            self.backend.create_index(self.name, meta, tokens_in_source=not self.compact)
+            self.backend.create_index(self.name, meta, tokens_in_source=not self.compact, **layout)
         except EngineError:
             if not self.backend.index_exists(self.name):
                 raise
@@ -77,6 +87,19 @@ class EngineSink:
             return "existing"
         self._can_have_docs = False  # new and empty: no lookups needed
         return "recreated" if existed else "created"
+
+    def _check_layout(self) -> None:
+        wanted = {k: v for k, v in self.layout.items() if v is not None}
+        if not wanted:
+            return
+        settings = self.backend.get_settings(self.name)
+        have = {"shards": settings.get("number_of_shards"), "replicas": settings.get("number_of_replicas")}
+        if any(str(have[k]) != str(v) for k, v in wanted.items()):
+            self.layout_note = (
+                f"index '{self.name}' exists with {have['shards']} shard(s) and {have['replicas']} "
+                "replica(s): --shards/--replicas apply to new indexes (replicas can change: "
+                f'PUT /{self.name}/_settings {{"index": {{"number_of_replicas": N}}}})'
+            )
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids or not self._can_have_docs:
