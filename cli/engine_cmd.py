@@ -57,6 +57,13 @@ def engine() -> None:
     help="Java to run the node with [env STAIR_ES_JAVA_HOME; default: JAVA_HOME, PATH, /usr/lib/jvm].",
 )
 @click.option("--timeout", type=float, default=240.0, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1, max=9),
+    default=1,
+    show_default=True,
+    help="2 or more: one cluster of that many nodes on ports PORT, PORT+1, ... (data in DATA_DIR/node-PORT).",
+)
 def up(
     port: int,
     heap: str,
@@ -65,11 +72,28 @@ def up(
     version: str | None,
     java_home: str | None,
     timeout: float,
+    nodes: int,
 ) -> None:
-    """Download (first time), start and wait for a healthy node on 127.0.0.1."""
-    from stair_es.local import start
+    """Download (first time), start and wait for a healthy node (or cluster) on 127.0.0.1."""
+    from stair_es.local import start, start_cluster
 
     t0 = time.monotonic()
+    if nodes > 1:
+        states = start_cluster(
+            nodes, engine_name, version, port, heap, data_dir, java_home, max(timeout, 300.0),
+            log=lambda m: click.echo(m, err=True),
+        )  # fmt: skip
+        urls = ",".join(s.url for s in states)
+        for s in states:
+            click.echo(
+                f"  node {s.port}: {s.url} (transport {s.transport_port}, pid {s.pid}, log {s.log_file})"
+            )
+        click.echo(
+            f"cluster {states[0].cluster} of {len(states)} {states[0].engine} {states[0].version} nodes is up "
+            f"({time.monotonic() - t0:.1f}s): STAIR_ES_URL={urls}; stop with: "
+            f"stair-es engine down --cluster {states[0].cluster}"
+        )
+        return
     state = start(
         engine=engine_name,
         version=version,
@@ -86,47 +110,74 @@ def up(
     )
 
 
+_CLUSTER_OPTION = click.option("--cluster", default=None, help="Only this cluster's nodes (its name).")
+
+
 @engine.command()
 @click.option("--port", type=int, default=None, help="Stop only the node on this port [default: all].")
-def down(port: int | None) -> None:
+@_CLUSTER_OPTION
+def down(port: int | None, cluster: str | None) -> None:
     """Stop local nodes cleanly (SIGTERM, then SIGKILL after 60 s)."""
     from stair_es.local import stop
 
-    stopped = stop(port=port, log=lambda m: click.echo(m, err=True))
+    stopped = stop(port=port, cluster=cluster, log=lambda m: click.echo(m, err=True))
     click.echo(f"stopped {len(stopped)} node(s)" if stopped else "no local node was running")
 
 
 @engine.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(as_json: bool) -> None:
-    """Show local nodes: running or not, health, URL, log file."""
+@click.option("--port", type=int, default=None, help="Only the node on this port.")
+@_CLUSTER_OPTION
+def status(as_json: bool, port: int | None, cluster: str | None) -> None:
+    """Show local nodes: running or not, health, URL, log file (cluster nodes by cluster)."""
     from stair_es.local import instances, node_status
 
-    rows = [node_status(s) for s in instances()]
+    chosen = [
+        s
+        for s in instances()
+        if (port is None or s.port == port) and (cluster is None or s.cluster == cluster)
+    ]
+    rows = [node_status(s) for s in sorted(chosen, key=lambda s: (s.cluster or "", s.port))]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         click.echo("no local node (start one: stair-es engine up)")
         return
+    shown = None
     for r in rows:
+        if r["cluster"] and r["cluster"] != shown:
+            members = [x for x in rows if x["cluster"] == r["cluster"]]
+            up = sum(x["running"] for x in members)
+            click.echo(f"cluster {r['cluster']}: {up} of {len(members)} nodes running")
+        shown = r["cluster"]
         state = f"running, health {r.get('health')}" if r["running"] else "not running (stale state)"
-        click.echo(f"{r['engine']} {r['version']} {r['url']} pid {r['pid']}: {state}; log {r['log']}")
+        lead = "  " if r["cluster"] else ""
+        click.echo(f"{lead}{r['engine']} {r['version']} {r['url']} pid {r['pid']}: {state}; log {r['log']}")
     if not any(r["running"] for r in rows):
         raise SystemExit(1)
 
 
 @engine.command()
 @click.option("--port", type=int, default=None, help="Node port [default: the only/first node].")
+@_CLUSTER_OPTION
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines from the end.")
-def logs(port: int | None, lines: int) -> None:
-    """Print the end of a local node's log."""
+def logs(port: int | None, cluster: str | None, lines: int) -> None:
+    """Print the end of a local node's log (with --cluster: of each node of the cluster)."""
     from stair_es.errors import UsageError
     from stair_es.local import instances, tail_log
 
-    nodes = [s for s in instances() if port is None or s.port == port]
+    nodes = [
+        s
+        for s in instances()
+        if (port is None or s.port == port) and (cluster is None or s.cluster == cluster)
+    ]
     if not nodes:
-        raise UsageError(
-            "no local node found" + (f" on port {port}" if port else "") + ": stair-es engine up"
-        )
-    click.echo(tail_log(nodes[0], lines))
+        where = f" on port {port}" if port else f" in cluster {cluster}" if cluster else ""
+        raise UsageError(f"no local node found{where}: stair-es engine up")
+    if cluster is None:
+        click.echo(tail_log(nodes[0], lines))
+        return
+    for node in nodes:
+        click.echo(f"==> node {node.port} ({node.log_file}) <==")
+        click.echo(tail_log(node, lines))

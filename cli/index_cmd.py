@@ -107,6 +107,14 @@ def _common_options(
             "half the size, same scores; explanations then come from the engine).",
         ),
         click.option(
+            "--relax-after",
+            type=click.IntRange(min=0),
+            default=5000,
+            show_default=True,
+            help="Turn refresh off and replicas to 0 once this many documents are queued, restored at the "
+            "end (or by the next run if this one is killed); 0: never.",
+        ),
+        click.option(
             "--shards",
             type=click.IntRange(min=1),
             default=None,
@@ -304,7 +312,7 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         sink: Any = MemorySink(target.index)
     else:
         target.check_existing(kw["compact"], kw["recreate"])
-        relax = {"relax_after": None} if kw["keep_settings"] else {}
+        relax = {"relax_after": None if kw["keep_settings"] else kw["relax_after"] or None}
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
         sink = EngineSink(
             backend, target.index, options, compact=kw["compact"], shards=kw["shards"], replicas=kw["replicas"]

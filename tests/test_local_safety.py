@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stair_es.errors import UsageError
-from stair_es.local import node
+from stair_es.local import node, ownership
 
 ROOT = os.geteuid() == 0
 
@@ -63,7 +63,7 @@ def test_chown_tree_never_follows_links(tmp_path: Path, chowned: list[str]) -> N
     os.mkfifo(instance / "tmp" / "fifo")
 
     uid, gid = _nobody()
-    node._chown_tree(instance, uid, gid)
+    ownership._chown_tree(instance, uid, gid)
 
     outside_paths = {str(p) for p in (victim, victim_dir, victim_dir / "inner", linked)}
     assert not outside_paths & set(chowned), chowned
@@ -77,23 +77,23 @@ def test_chown_tree_never_follows_links(tmp_path: Path, chowned: list[str]) -> N
 def test_data_dir_policy(tmp_path: Path) -> None:
     uid, _gid = _nobody()
     new = tmp_path / "new" / "data"
-    node.prepare_data_dir(new, uid)  # created
+    ownership.prepare_data_dir(new, uid)  # created
     assert new.is_dir()
-    node.prepare_data_dir(new, uid)  # empty: fine
+    ownership.prepare_data_dir(new, uid)  # empty: fine
     full = tmp_path / "full"
     full.mkdir()
     (full / "victim").write_text("s")
     (full / "l").symlink_to(full / "victim")
     with pytest.raises(UsageError, match="not empty"):
-        node.prepare_data_dir(full, uid)
+        ownership.prepare_data_dir(full, uid)
     link = tmp_path / "link"
     link.symlink_to(new)
     with pytest.raises(UsageError, match="symbolic link"):
-        node.prepare_data_dir(link, uid)
+        ownership.prepare_data_dir(link, uid)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="not a folder"):
-        node.prepare_data_dir(tmp_path / "file", uid)
-    node.prepare_data_dir(full, full.stat().st_uid)  # already the node user's: handed over before
+        ownership.prepare_data_dir(tmp_path / "file", uid)
+    ownership.prepare_data_dir(full, full.stat().st_uid)  # already the node user's: handed over before
 
 
 @pytest.mark.skipif(not ROOT, reason="the data-dir policy applies when root starts a node")

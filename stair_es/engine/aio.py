@@ -11,6 +11,7 @@ from an event loop. Same request bodies, same bookkeeping as the sync classes; n
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from stair_es.engine.backend import (
     ClusterInfo,
     _dig,
     assumed_info,
+    check_shards,
     cluster_info,
     combined_meta,
 )
@@ -31,6 +33,8 @@ from stair_es.engine.query import QueryOptions
 from stair_es.engine.relax import AsyncLoadSettings
 from stair_es.engine.search import Encoder, Searcher, SearchResult
 from stair_es.errors import EngineError, ModelError, StairError, require
+
+logger = logging.getLogger(__name__)
 
 
 class AsyncBackend:
@@ -157,7 +161,9 @@ class AsyncBackend:
         return meta
 
     async def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(f"searching '{index}'", self.client.search(index=index, body=dict(body)))
+        resp = await self._call(f"searching '{index}'", self.client.search(index=index, body=dict(body)))
+        check_shards(index, resp)
+        return resp
 
     async def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         lines: list[Any] = []
@@ -346,7 +352,10 @@ class AsyncIndexer(Indexer):
                     continue
                 if not relaxed and run.should_relax():
                     relaxed = True
-                    await settings.relax()
+                    try:
+                        await settings.relax()
+                    except StairError as exc:  # only an optimisation; a blocked index stops below
+                        logger.warning("index '%s': bulk-load settings not applied: %s", self.index, exc)
                 yield action
 
         problems: list[StairError] = []

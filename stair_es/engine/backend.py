@@ -401,13 +401,39 @@ class Backend:
         return int(resp["count"])
 
     def search(self, index: str, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
-        return self._call(
-            f"searching '{index}'",
-            self.client.search,
-            index=index,
-            body=dict(body),
-            _user_input=True,
-            **params,
+        """The engine's answer; one line instead of a partial answer or of the last retried error
+        (a dead node's ConnectionError) when a shard has no active copy."""
+        try:
+            resp = self._call(
+                f"searching '{index}'",
+                self.client.search,
+                index=index,
+                body=dict(body),
+                _user_input=True,
+                **params,
+            )
+        except EngineError as exc:
+            if exc.status in (None, 503):
+                problem = self._unavailable_shards(index)
+                if problem is not None:
+                    raise problem from exc
+            raise
+        check_shards(index, resp)
+        return resp
+
+    def _unavailable_shards(self, index: str) -> EngineError | None:
+        """Ask a live node whether ``index`` is red; None when it is not (or nobody answers)."""
+        try:
+            health = self._call("reading index health", self.client.cluster.health, index=index)
+        except EngineError:
+            return None
+        if health.get("status") != "red":
+            return None
+        return EngineError(
+            f"index '{index}': shard unavailable (health red, {health.get('unassigned_shards')} shard(s) "
+            "without an active copy): a node holding the only copy is down, or it is starting; bring "
+            "the node back, or give the index replicas so that it survives the loss of a node",
+            status=503,
         )
 
     def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -426,6 +452,34 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_shards(index: str, resp: Mapping[str, Any]) -> None:
+    """Refuse a partial answer: the engine answers 200 with the shards it could reach, and a shard
+    without an active copy (its only node is down) is simply missing from the hits."""
+    shards = resp.get("_shards") or {}
+    total = int(shards.get("total") or 0)
+    answered = int(shards.get("successful") or 0) + int(shards.get("skipped") or 0)
+    if answered >= total:
+        return
+    failures = shards.get("failures") or []
+    if failures:
+        first = failures[0].get("reason") or {}
+        why = (
+            f"{first.get('type', 'error')}: {first.get('reason', '')}"
+            if isinstance(first, Mapping)
+            else str(first)
+        )
+        raise EngineError(
+            f"index '{index}': {total - answered} of {total} shards failed ({why}): the results would miss documents",
+            status=503,
+        )
+    raise EngineError(
+        f"index '{index}': shard unavailable: {answered} of {total} shards answered; a node holding the "
+        "only copy of the others is down, or they are starting, and the results would miss documents: "
+        "bring the node back, or give the index replicas so that it survives the loss of a node",
+        status=503,
+    )
 
 
 def combined_meta(index: str, mappings: Mapping[str, Any]) -> IndexMeta:

@@ -13,6 +13,7 @@ import datetime
 import decimal
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ from stair_es.sparse import (
     storable_mask,
     truncate_9bit,
 )
+
+logger = logging.getLogger(__name__)
 
 META_FIELDS = ("path", "url", "content_hash", "width", "height", "mime")
 
@@ -339,7 +342,10 @@ class Indexer:
                     continue
                 if not relaxed and run.should_relax():
                     relaxed = True
-                    settings.relax()
+                    try:
+                        settings.relax()
+                    except StairError as exc:  # only an optimisation; a blocked index stops below
+                        logger.warning("index '%s': bulk-load settings not applied: %s", self.index, exc)
                 yield action
 
         ahead = self.options.prepare_ahead

@@ -4,6 +4,7 @@ This is the embedded default for people without a cluster, and what CI and integ
 against. Nothing here needs Docker.
 """
 
+from stair_es.local.cluster import cluster_name, clusters, start_cluster
 from stair_es.local.distributions import DEFAULT_OPENSEARCH_VERSION, Distribution, get_distribution
 from stair_es.local.node import (
     DEFAULT_PORT,
@@ -24,12 +25,15 @@ __all__ = [
     "Distribution",
     "NodeState",
     "cache_root",
+    "cluster_name",
+    "clusters",
     "ensure_home",
     "ensure_running",
     "get_distribution",
     "instances",
     "node_status",
     "start",
+    "start_cluster",
     "stop",
     "tail_log",
 ]

@@ -14,21 +14,23 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from stair_es.errors import ProvisionError, UsageError
+from stair_es.errors import ProvisionError
 from stair_es.local.distributions import Distribution, get_distribution
 from stair_es.local.fetch import fetch
 from stair_es.local.heartbeat import heartbeat
 from stair_es.local.java import find_java
+from stair_es.local.ownership import _chown_tree, prepare_data_dir
 
 DEFAULT_PORT = 9200
 _ASSEMBLED_MARK = ".stair-es-assembled"
@@ -79,72 +81,6 @@ def _run_user(log) -> tuple[str, int, int] | None:
     return entry.pw_name, entry.pw_uid, entry.pw_gid
 
 
-def _give(name: str, dir_fd: int | None, uid: int, gid: int) -> bool:
-    """chown one directory or singly-linked regular file to the node user, never through a link.
-
-    The entry is opened with O_NOFOLLOW and checked on the open descriptor, so a symlink (or one
-    swapped in meanwhile) is never followed and a hard link to someone else's file (st_nlink > 1)
-    is left alone; only what root itself owns is given away.
-    """
-    try:
-        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    if before.st_uid == uid or not (stat.S_ISDIR(before.st_mode) or stat.S_ISREG(before.st_mode)):
-        return False  # already the node's, or a link, FIFO, socket or device: nothing to give
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(fd)
-        plain = stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
-        if not plain or st.st_uid != os.geteuid() or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-            return False
-        os.fchown(fd, uid, gid)
-        return True
-    finally:
-        os.close(fd)
-
-
-def _chown_tree(path: Path, uid: int, gid: int) -> int:
-    """Give ``path`` and what root owns below it to the node user; returns how many entries changed.
-
-    Walks with directory descriptors (``os.fwalk``) without following symlinks: the node user can
-    plant links in its own instance folder, and a root ``engine up`` must never chown their targets.
-    """
-    changed = int(_give(str(path), None, uid, gid))
-    for _dirpath, dirnames, filenames, dirfd in os.fwalk(path, follow_symlinks=False):
-        for name in dirnames + filenames:
-            changed += _give(name, dirfd, uid, gid)
-    return changed
-
-
-def prepare_data_dir(path: Path, uid: int) -> None:
-    """As root, a ``--data-dir`` is handed to the node user only when that is safe.
-
-    Safe: a folder that does not exist yet (created), an empty one, or one the node user already owns
-    (an earlier run handed it over). Anything else, e.g. ``/`` or a home folder with files in it,
-    is refused with one line, so that no file is taken from its owner.
-    """
-    if path.is_symlink():
-        raise UsageError(f"--data-dir {path} is a symbolic link: pass the folder it points to")
-    if not path.exists():
-        path.mkdir(parents=True)
-        return
-    if not path.is_dir():
-        raise UsageError(f"--data-dir {path} is not a folder")
-    st = path.stat()
-    if st.st_uid == uid or not any(path.iterdir()):
-        return
-    raise UsageError(
-        f"--data-dir {path} is not empty and not the node user's: as root, stair-es hands the data "
-        "folder to the unprivileged node user, and only does so for a new or empty folder (or one "
-        "an earlier `engine up` handed over); pass such a folder"
-    )
-
-
 @dataclass
 class NodeState:
     """What ``state.json`` records about a started node."""
@@ -161,6 +97,7 @@ class NodeState:
     log_file: str
     java_home: str
     started_at: float
+    cluster: str | None = None  # the cluster name when the node is one of several (start_cluster)
 
     @classmethod
     def load(cls, path: Path) -> NodeState | None:
@@ -276,8 +213,20 @@ def _instance_dir(engine: str, port: int, root: Path) -> Path:
     return root / "instances" / f"{engine}-{port}"
 
 
-def _write_config(dist: Distribution, home: Path, conf: Path, port: int, tport: int, data: Path, logs: Path):
-    """Copy the default config and pin the node to loopback, single-node, relaxed disk checks."""
+def _write_config(
+    dist: Distribution,
+    home: Path,
+    conf: Path,
+    port: int,
+    tport: int,
+    data: Path,
+    logs: Path,
+    extra: Mapping[str, Any] | None = None,
+):
+    """Copy the default config and pin the node to loopback, single-node, relaxed disk checks.
+
+    ``extra`` settings win; with ``discovery.seed_hosts`` among them the node joins a cluster instead.
+    """
     if conf.exists():
         shutil.rmtree(conf)
     shutil.copytree(home / "config", conf)
@@ -296,6 +245,9 @@ def _write_config(dist: Distribution, home: Path, conf: Path, port: int, tport: 
     }
     if dist.engine == "elasticsearch":
         settings["xpack.security.enabled"] = False
+    settings.update(extra or {})
+    if "discovery.seed_hosts" in settings:
+        del settings["discovery.type"]
     # the launcher runs from the (shared, read-only) home: point relative log paths at the instance
     jvm = conf / "jvm.options"
     if jvm.exists():
@@ -320,8 +272,15 @@ def start(
     timeout: float = 240.0,
     root: Path | None = None,
     log=print,
+    settings: Mapping[str, Any] | None = None,
+    transport_port: int | None = None,
+    wait: bool = True,
 ) -> NodeState:
-    """Start a node (or return the running one on that port) and wait until it is healthy."""
+    """Start a node (or return the running one on that port) and wait until it is healthy.
+
+    ``settings``: extra node settings (e.g. ``thread_pool.write.queue_size``; the discovery settings
+    of :func:`~stair_es.local.cluster.start_cluster`). ``wait=False`` returns once the process runs.
+    """
     root = root or cache_root()
     dist = get_distribution(engine, version)
     instance = _instance_dir(dist.engine, port, root)
@@ -355,8 +314,8 @@ def start(
     conf = instance / "config"
     for path in (data, logs, instance / "tmp"):
         path.mkdir(parents=True, exist_ok=True)
-    tport = _free_port_near(port)
-    _write_config(dist, home, conf, port, tport, data, logs)
+    tport = transport_port or _free_port_near(port)
+    _write_config(dist, home, conf, port, tport, data, logs, settings)
     env = dict(os.environ)
     env.update(
         {
@@ -399,10 +358,12 @@ def start(
         log_file=str(console),
         java_home=str(java.home),
         started_at=time.time(),
+        cluster=(settings or {}).get("cluster.name") if "discovery.seed_hosts" in (settings or {}) else None,
     )
     state_file.write_text(json.dumps(asdict(state), indent=2))
-    with heartbeat(log, f"waiting for {dist.engine} to answer on {url} (log: {console})"):
-        _wait_healthy(state, proc, timeout)
+    if wait:
+        with heartbeat(log, f"waiting for {dist.engine} to answer on {url} (log: {console})"):
+            _wait_healthy(state, proc, timeout)
     return state
 
 
@@ -469,11 +430,14 @@ def instances(root: Path | None = None) -> list[NodeState]:
     return found
 
 
-def stop(port: int | None = None, root: Path | None = None, log=print) -> list[NodeState]:
-    """Stop one node (``port``) or all nodes this cache started; returns the ones stopped."""
+def stop(
+    port: int | None = None, root: Path | None = None, log=print, cluster: str | None = None
+) -> list[NodeState]:
+    """Stop one node (``port``), one cluster's nodes (``cluster``) or all nodes this cache started;
+    returns the ones stopped."""
     stopped = []
     for state in instances(root):
-        if port is not None and state.port != port:
+        if (port is not None and state.port != port) or (cluster is not None and state.cluster != cluster):
             continue
         if pid_alive(state.pid, state.home):
             log(f"stopping {state.engine} {state.version} on port {state.port} (pid {state.pid}) ...")
@@ -488,6 +452,7 @@ def stop(port: int | None = None, root: Path | None = None, log=print) -> list[N
 def node_status(state: NodeState) -> dict:
     """Liveness and what the node says about itself."""
     info: dict = {"engine": state.engine, "version": state.version, "url": state.url, "pid": state.pid}
+    info["port"], info["cluster"] = state.port, state.cluster
     info["running"] = pid_alive(state.pid, state.home)
     if info["running"]:
         try:
