@@ -85,3 +85,12 @@ def test_quality_short_queries_runs_every_system_through_the_engine(engine_url: 
     if result["details"]["caption_analyzer"] == "english":  # stemming: "circles" meets "circle"
         assert result["bm25"]["p_at_1"] >= 0.9
     assert result["details"]["indexed"] == 60
+
+
+def test_search_load_runs_concurrent_clients_for_both_modes(engine_url: str) -> None:
+    result = _run(engine_url, "search_load.py", "--docs", "300", "--clients", "2", "--seconds", "1",
+                  "--warmup", "0.2", "--queries", "5", "--index", "stair-bench-load-smoke", "--json")  # fmt: skip
+    for mode in ("exact", "two_phase"):
+        m = result["modes"][mode]
+        assert m["queries"] > 0 and m["errors"] == 0 and m["p99_ms"] >= m["p50_ms"] > 0, m
+    assert result["docs"] == 300 and result["errors"] == 0
