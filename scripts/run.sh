@@ -62,19 +62,22 @@ case "${1:-}" in
     OS_PORT="${STAIR_ES_TEST_PORT:-9250}"
     OS2_PORT="${STAIR_ES_TEST_OS2_PORT:-9255}"
     ES_PORT="${STAIR_ES_TEST_ES_PORT:-9260}"
+    # fault and cluster tests start (and kill) their own nodes on FAULT_PORT, +2 and +3; once, on the default engine
+    export STAIR_ES_FAULT_PORTS="${STAIR_ES_FAULT_PORTS:-9270}"
+    FAULT_PORT="$STAIR_ES_FAULT_PORTS"
     # fresh data folders: tests never see indexes left by an earlier run (the engine binaries stay cached)
     DATA="$(mktemp -d "${TMPDIR:-/tmp}/stair-es-test-data.XXXXXX")"
     chmod 755 "$DATA"  # the node may run as the unprivileged stair-es user
-    trap 'for p in "$OS_PORT" "$OS2_PORT" "$ES_PORT"; do stair-es engine down --port "$p" || true; done; rm -rf "$DATA"' EXIT
+    trap 'for p in "$OS_PORT" "$OS2_PORT" "$ES_PORT" "$FAULT_PORT" $((FAULT_PORT + 2)) $((FAULT_PORT + 3)); do stair-es engine down --port "$p" >/dev/null 2>&1 || true; done; rm -rf "$DATA"' EXIT
     stair-es engine up --port "$OS_PORT" --data-dir "$DATA/opensearch"
     stair-es engine up --version 2.19.6 --port "$OS2_PORT" --data-dir "$DATA/opensearch2"
     stair-es engine up --engine elasticsearch --port "$ES_PORT" --data-dir "$DATA/elasticsearch"
     echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
     echo "== pytest: integration on OpenSearch 2.19 (http://127.0.0.1:$OS2_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser and not readme" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults" integration_tests "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu and not browser and not readme" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults" integration_tests "$@"
     ;;
   *)
     echo "usage: bash scripts/run.sh demo|test [args...]" >&2
