@@ -130,7 +130,7 @@ def down(port: int | None, cluster: str | None) -> None:
 @_CLUSTER_OPTION
 def status(as_json: bool, port: int | None, cluster: str | None) -> None:
     """Show local nodes: running or not, health, URL, log file (cluster nodes by cluster)."""
-    from stair_es.local import instances, node_status
+    from stair_es.local import instances, node_status, records
 
     chosen = [
         s
@@ -144,12 +144,18 @@ def status(as_json: bool, port: int | None, cluster: str | None) -> None:
     if not rows:
         click.echo("no local node (start one: stair-es engine up)")
         return
+    members = {name: record.get("ports") or [] for name, record in records().items()}
     shown = None
     for r in rows:
         if r["cluster"] and r["cluster"] != shown:
-            members = [x for x in rows if x["cluster"] == r["cluster"]]
-            up = sum(x["running"] for x in members)
-            click.echo(f"cluster {r['cluster']}: {up} of {len(members)} nodes running")
+            ports = members.get(r["cluster"]) or [x["port"] for x in rows if x["cluster"] == r["cluster"]]
+            up = sum(x["running"] for x in rows if x["cluster"] == r["cluster"])
+            click.echo(f"cluster {r['cluster']}: {up} of {len(ports)} nodes running")
+            known = {x["port"] for x in rows if x["cluster"] == r["cluster"]}
+            for missing in sorted(set(ports) - known):
+                click.echo(
+                    f"  node {missing}: stopped (stair-es engine up --nodes {len(ports)} --port {min(ports)} starts it again)"
+                )
         shown = r["cluster"]
         state = f"running, health {r.get('health')}" if r["running"] else "not running (stale state)"
         lead = "  " if r["cluster"] else ""
@@ -164,20 +170,32 @@ def status(as_json: bool, port: int | None, cluster: str | None) -> None:
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines from the end.")
 def logs(port: int | None, cluster: str | None, lines: int) -> None:
     """Print the end of a local node's log (with --cluster: of each node of the cluster)."""
-    from stair_es.errors import UsageError
-    from stair_es.local import instances, tail_log
+    from pathlib import Path
 
-    nodes = [
+    from stair_es.errors import UsageError
+    from stair_es.local import cache_root, instances, records, tail_log
+
+    chosen = [
         s
         for s in instances()
         if (port is None or s.port == port) and (cluster is None or s.cluster == cluster)
     ]
-    if not nodes:
-        where = f" on port {port}" if port else f" in cluster {cluster}" if cluster else ""
-        raise UsageError(f"no local node found{where}: stair-es engine up")
     if cluster is None:
-        click.echo(tail_log(nodes[0], lines))
+        if not chosen:
+            raise UsageError(
+                "no local node found" + (f" on port {port}" if port else "") + ": stair-es engine up"
+            )
+        click.echo(tail_log(chosen[0], lines))
         return
-    for node in nodes:
-        click.echo(f"==> node {node.port} ({node.log_file}) <==")
-        click.echo(tail_log(node, lines))
+    record = records().get(cluster) or {}
+    logs_by_port = {n.port: Path(n.log_file) for n in chosen}
+    for member in record.get("ports") or []:  # a stopped member's log stays in its instance folder
+        logs_by_port.setdefault(
+            member, cache_root() / "instances" / f"{record.get('engine')}-{member}" / "console.log"
+        )
+    if not logs_by_port:
+        raise UsageError(f"no local node found in cluster {cluster}: stair-es engine up --nodes N")
+    for member, log_file in sorted(logs_by_port.items()):
+        click.echo(f"==> node {member} ({log_file}) <==")
+        text = log_file.read_text(errors="replace").splitlines()[-lines:] if log_file.exists() else []
+        click.echo("\n".join(text))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_replicas_keep_every_document_answering_and_the_only_copy_gives_one_clea
                          extra_settings={"routing.allocation.require._name": f"stair-es-{other.port}"})  # fmt: skip
     for index in ("replicated", "one-copy"):
         assert Indexer(backend, index).index_documents(docs).indexed == DOCS
-    backend.client.cluster.health(index="replicated,one-copy", wait_for_status="green", timeout="120s")
+    wait_green(backend, "replicated,one-copy")
 
     stop(port=other.port, log=lambda m: None)
     query = ["search", "--tokens", '{"common": 1}', "-k", "1000", "--json"]
@@ -102,14 +103,25 @@ def test_replicas_keep_every_document_answering_and_the_only_copy_gives_one_clea
         logs.exit_code == 0 and f"==> node {PORT} " in logs.output and f"==> node {PORT + 1} " in logs.output
     )
 
-    again = start_cluster(2, port=PORT, data_dir=data_dir, log=lambda m: None)  # the stopped node rejoins
-    assert len(again) == 2
-    backend.client.cluster.health(index="one-copy", wait_for_status="green", timeout="120s")
+    # the same `up` starts the stopped node again, on its own data (remembered), and it rejoins
+    again = CliRunner().invoke(main, ["engine", "up", "--nodes", "2", "--port", str(PORT)])
+    assert again.exit_code == 0, again.output
+    assert (data_dir / f"node-{other.port}").is_dir() and other.data_dir.startswith(str(data_dir))
+    wait_green(backend, "one-copy")
     back = cli(urls, *query, "--index", "one-copy")
     assert back.exit_code == 0 and len(json.loads(back.stdout)["hits"]) == DOCS
 
 
 def _manager_node(backend: Backend) -> str:
     """The elected cluster manager: with two nodes only it votes, so the other one may be stopped."""
-    state = backend.client.cluster.state(metric="master_node,nodes")
-    return state["nodes"][state.get("master_node") or state.get("cluster_manager_node")]["name"]
+    key = "cluster_manager_node" if backend.distribution == "opensearch" else "master_node"
+    state = backend.client.cluster.state(metric=f"{key},nodes")
+    return state["nodes"][state[key]]["name"]
+
+
+def wait_green(backend: Backend, index: str, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if backend.client.cluster.health(index=index, wait_for_status="green").get("status") == "green":
+            return
+    raise AssertionError(f"{index} did not turn green within {seconds:.0f}s")

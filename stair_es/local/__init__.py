@@ -4,7 +4,7 @@ This is the embedded default for people without a cluster, and what CI and integ
 against. Nothing here needs Docker.
 """
 
-from stair_es.local.cluster import cluster_name, clusters, start_cluster
+from stair_es.local.cluster import cluster_name, clusters, records, start_cluster
 from stair_es.local.distributions import DEFAULT_OPENSEARCH_VERSION, Distribution, get_distribution
 from stair_es.local.node import (
     DEFAULT_PORT,
@@ -32,6 +32,7 @@ __all__ = [
     "get_distribution",
     "instances",
     "node_status",
+    "records",
     "start",
     "start_cluster",
     "stop",

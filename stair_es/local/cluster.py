@@ -9,6 +9,7 @@ nodes so the first start bootstraps one cluster. Each node keeps its own instanc
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 from collections.abc import Mapping
@@ -63,6 +64,9 @@ def start_cluster(
     root = root or cache_root()
     dist = get_distribution(engine, version)
     name = cluster_name(port)
+    record = records(root).get(name) or {}
+    if data_dir is None and record.get("data_dir"):
+        data_dir = record["data_dir"]  # a stopped member starts again on its own data
     ports = [port + i for i in range(nodes)]
     known = {s.port: s for s in instances(root) if s.port in ports and pid_alive(s.pid, s.home)}
     for p, state in known.items():
@@ -114,6 +118,10 @@ def start_cluster(
             )  # fmt: skip
         )
     _wait_formed(states, timeout, log)
+    path = root / "clusters" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name, "ports": ports, "data_dir": str(data_dir) if data_dir else None,
+                                "engine": dist.engine, "version": dist.version}, indent=2))  # fmt: skip
     return states
 
 
@@ -174,3 +182,24 @@ def clusters(root: Path | None = None) -> dict[str, list[NodeState]]:
         if state.cluster:
             found.setdefault(state.cluster, []).append(state)
     return found
+
+
+def records(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """What each cluster was started with (ports, data folder), kept while any member may return."""
+    found = {}
+    for path in sorted(((root or cache_root()) / "clusters").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            found[str(record["name"])] = record
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def forget_stopped(root: Path | None = None) -> None:
+    """Drop the records of clusters none of whose nodes runs any more (after ``down``)."""
+    root = root or cache_root()
+    running = {s.port for s in instances(root) if pid_alive(s.pid, s.home)}
+    for name, record in records(root).items():
+        if not running.intersection(record.get("ports") or []):
+            (root / "clusters" / f"{name}.json").unlink(missing_ok=True)

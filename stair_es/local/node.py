@@ -446,6 +446,10 @@ def stop(
                 raise ProvisionError(f"could not stop pid {state.pid}; kill it by hand")
             stopped.append(state)
         Path(state.instance_dir, "state.json").unlink(missing_ok=True)
+    if port is None:  # a whole cluster, or everything: its record goes too
+        from stair_es.local.cluster import forget_stopped
+
+        forget_stopped(root)
     return stopped
 
 
