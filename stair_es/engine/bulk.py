@@ -11,11 +11,17 @@ each answer is sorted into ok / retry (a full write queue) / failed (this docume
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
 import json
 import time
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
+
+import numpy as np
 
 from stair_es.errors import EngineError
 
@@ -213,3 +219,46 @@ def _status(exc: EngineError) -> int | None:
 
 def _reason(exc: EngineError) -> str:
     return str(getattr(exc, "reason", None) or exc)
+
+
+# bookkeeping helpers of a load (the indexer's failure entries)
+def json_default(value: Any) -> Any:
+    """What the engine clients' serializers also accept: numpy values, dates, decimals, UUIDs, paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def describe_doc(doc: Any) -> dict[str, Any]:
+    """Enough to find a document again: path/url/hash/caption (shortened)."""
+    get = doc.get if isinstance(doc, Mapping) else (lambda k, d=None: getattr(doc, k, d))
+    out = {}
+    for key in ("id", "path", "url", "content_hash"):
+        value = get(key, None)
+        if value:
+            out[key] = value
+    caption = get("caption", None)
+    if caption:
+        out["caption"] = caption if len(caption) <= 200 else caption[:197] + "..."
+    return out
+
+
+def engine_reason(result: Mapping[str, Any]) -> dict[str, Any]:
+    error = result.get("error")
+    status = result.get("status")
+    if isinstance(error, Mapping):
+        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, Mapping) and cause.get("reason"):
+            reason += f" ({cause.get('type', '')}: {cause['reason']})"
+    else:
+        reason = str(error or result.get("exception") or "unknown error")
+    return {"status": status, "reason": reason}

@@ -9,23 +9,20 @@ client; optional document-side pruning keeps the heaviest tokens. Large loads re
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import hashlib
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from stair_es.engine.backend import Backend
-from stair_es.engine.bulk import LoadStopped, Retry, send
+from stair_es.engine.bulk import LoadStopped, Retry, describe_doc, engine_reason, json_default, send
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.prefetch import prefetch
 from stair_es.engine.relax import LoadSettings
@@ -401,15 +398,15 @@ class BulkRun:
             doc_id, source = self.indexer.prepare(doc, self.summary)
         except (ValueError, TypeError) as exc:
             self.summary.skipped += 1
-            self.record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+            self.record({"position": position, "stage": "prepare", "reason": str(exc), **describe_doc(doc)})
             return None
         try:  # serialized here, off the request path; the clients pass JSON strings through
-            body = json.dumps(source, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+            body = json.dumps(source, ensure_ascii=False, separators=(",", ":"), default=json_default)
         except (TypeError, ValueError) as exc:
             self.summary.skipped += 1
-            self.record({"position": position, "stage": "prepare", "reason": str(exc), **_describe(doc)})
+            self.record({"position": position, "stage": "prepare", "reason": str(exc), **describe_doc(doc)})
             return None
-        self.in_flight[doc_id] = {"position": position, **_describe(source)}
+        self.in_flight[doc_id] = {"position": position, **describe_doc(source)}
         return {"_op_type": "index", "_index": self.indexer.index, "_id": doc_id, "_source": body}
 
     def should_relax(self) -> bool:
@@ -428,7 +425,7 @@ class BulkRun:
                 self.summary.created += 1
         else:
             self.summary.failed += 1
-            self.record({"id": doc_id, "stage": "engine", **described, **_engine_reason(result)})
+            self.record({"id": doc_id, "stage": "engine", **described, **engine_reason(result)})
 
     def settle(self, restore: Callable[[], None] | None, refresh: bool) -> list[StairError]:
         """End of a load, whatever happened: restore settings, refresh, count and record what was
@@ -472,45 +469,3 @@ class BulkRun:
 
     def finish(self) -> None:
         self.summary.seconds = time.perf_counter() - self._start
-
-
-def _json_default(value: Any) -> Any:
-    """What the engine clients' serializers also accept: numpy values, dates, decimals, UUIDs, paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, (uuid.UUID, PurePath)):
-        return str(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _describe(doc: Any) -> dict[str, Any]:
-    """Enough to find a document again: path/url/hash/caption (shortened)."""
-    get = doc.get if isinstance(doc, Mapping) else (lambda k, d=None: getattr(doc, k, d))
-    out = {}
-    for key in ("id", "path", "url", "content_hash"):
-        value = get(key, None)
-        if value:
-            out[key] = value
-    caption = get("caption", None)
-    if caption:
-        out["caption"] = caption if len(caption) <= 200 else caption[:197] + "..."
-    return out
-
-
-def _engine_reason(result: Mapping[str, Any]) -> dict[str, Any]:
-    error = result.get("error")
-    status = result.get("status")
-    if isinstance(error, Mapping):
-        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        cause = error.get("caused_by")
-        if isinstance(cause, Mapping) and cause.get("reason"):
-            reason += f" ({cause.get('type', '')}: {cause['reason']})"
-    else:
-        reason = str(error or result.get("exception") or "unknown error")
-    return {"status": status, "reason": reason}
