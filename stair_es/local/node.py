@@ -184,10 +184,18 @@ def pid_alive(pid: int, home: str | None = None) -> bool:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             return True
-        if "<defunct>" in text or not text:
-            return False
-        return home in text
+        if not text:  # a zombie, or a launcher in the middle of exec'ing Java: ask its state
+            return _process_state(pid) not in ("Z", "X", "")
+        return "<defunct>" not in text and home in text
     return True
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat (R, S, Z, ...), or "" when it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def http_get_json(url: str, timeout: float = 5.0) -> dict:
