@@ -146,7 +146,7 @@ def test_engine_killed_mid_load_then_restarted_loses_and_duplicates_nothing(
     cmd = index_cmd(node, path, "fault-engine-kill", tiny_onnx_model, failures)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_relaxed(backend, "fault-engine-kill", proc)
-    time.sleep(0.5)
+    time.sleep(1.5)  # some chunks acknowledged, more in flight
     node.kill()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
