@@ -4,7 +4,8 @@ every failed or skipped one is written to a failures JSONL with the reason.
 Documents get deterministic ids (content hash, see :func:`document_id`) so re-running a load
 overwrites instead of duplicating. Weights the engine would reject (<= 0, NaN, inf) are dropped on the
 client; optional document-side pruning keeps the heaviest tokens. Large loads relax
-``refresh_interval``/replicas while they run and restore them afterwards, even on errors.
+``refresh_interval``/replicas while they run and restore them afterwards, even on errors, or, when
+the process or the engine died, at the next load (:mod:`stair_es.engine.relax`).
 """
 
 from __future__ import annotations
@@ -231,10 +232,11 @@ class IndexSummary:
 
 
 class Indexer:
-    """Stream documents into ``index`` with the client's ``streaming_bulk``.
+    """Stream documents into ``index`` in bulk requests (:mod:`stair_es.engine.bulk`).
 
     Per-item failures never raise: they are counted and written to ``failures_path`` (JSONL, one
-    object per failed/skipped document with its id, path/caption and the engine's reason).
+    object per failed/skipped document with its id, path/caption and the engine's reason). A load
+    that cannot go on raises :class:`~stair_es.engine.bulk.LoadStopped` with the counts so far.
     """
 
     def __init__(
