@@ -16,6 +16,7 @@ Nothing here imports torch.
 
 from stair_es.engine.aio import AsyncBackend, AsyncIndexer, AsyncSearcher, connect_async
 from stair_es.engine.backend import Backend, ClusterInfo, connect, detect
+from stair_es.engine.bulk import LoadStopped
 from stair_es.engine.config import ENV_VARS, ConnectionConfig
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary, document_id
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta, ModelMeta, index_body
@@ -40,6 +41,7 @@ __all__ = [
     "IndexSummary",
     "Indexer",
     "IndexerOptions",
+    "LoadStopped",
     "ModelMeta",
     "QueryOptions",
     "QueryPlan",
