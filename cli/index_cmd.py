@@ -315,7 +315,12 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         relax = {"relax_after": None if kw["keep_settings"] else kw["relax_after"] or None}
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
         sink = EngineSink(
-            backend, target.index, options, compact=kw["compact"], shards=kw["shards"], replicas=kw["replicas"]
+            backend,
+            target.index,
+            options,
+            compact=kw["compact"],
+            shards=kw["shards"],
+            replicas=kw["replicas"],
         )
         target.state = sink.prepare(
             encoder.model_id,
@@ -364,6 +369,8 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         try:
             if backend is not None:
                 target.finish(report)
+        except StairError as exc:  # e.g. the engine went away: the summary must still come
+            target.messages.append(f"could not tidy up after the run: {exc}")
         finally:
             if backend is not None:
                 backend.close()

@@ -98,8 +98,14 @@ class IndexTarget:
 
         live = alias_holders(self.backend, self.alias)
         # a live alias moves only after a clean run; a new one is created anyway (nothing to protect)
-        if report.interrupted or (report.failed and live):
-            why = "interrupted" if report.interrupted else f"{report.failed} items failed"
+        if report.interrupted or report.stopped or (report.failed and live):
+            why = (
+                "interrupted"
+                if report.interrupted
+                else "stopped early"
+                if report.stopped
+                else f"{report.failed} items failed"
+            )
             self.messages.append(
                 f"alias '{self.alias}' not moved ({why}): fix and run again, or move it anyway with "
                 f"`stair-es alias {self.alias} {self.index}`"

@@ -26,11 +26,15 @@ class EngineError(StairError):
     """
 
     exit_code = 3
+    status: int | None = None
+    reason: str | None = None
 
     def __init__(self, message: str = "", *, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.reason = reason
+        if status is not None:  # a subclass may fix its own (IndexNotFoundError: 404)
+            self.status = status
+        if reason is not None:
+            self.reason = reason
 
 
 class EngineRejectedInput(EngineError):
