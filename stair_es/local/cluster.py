@@ -18,6 +18,7 @@ from typing import Any
 
 from stair_es.errors import ProvisionError, UsageError
 from stair_es.local.distributions import get_distribution
+from stair_es.local.heartbeat import heartbeat
 from stair_es.local.node import (
     DEFAULT_PORT,
     NodeState,
@@ -117,7 +118,8 @@ def start_cluster(
                 wait=False,
             )  # fmt: skip
         )
-    _wait_formed(states, timeout, log)
+    with heartbeat(log, f"waiting for the {nodes} nodes to form cluster {name}"):
+        _wait_formed(states, timeout, log)
     path = root / "clusters" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"name": name, "ports": ports, "data_dir": str(data_dir) if data_dir else None,
