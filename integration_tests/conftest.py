@@ -29,7 +29,8 @@ def _get(url: str) -> dict:
 
 @pytest.fixture(scope="session")
 def engine_url() -> Iterator[str]:
-    """URL of a live engine; starts (and later stops) a local node when STAIR_ES_URL is unset."""
+    """URL of a live engine (or a cluster's node URLs, comma-separated, as stair-es takes them);
+    starts (and later stops) a local node when STAIR_ES_URL is unset."""
     url = os.environ.get("STAIR_ES_URL")
     started_port = None
     if not url:
@@ -38,7 +39,7 @@ def engine_url() -> Iterator[str]:
         started_port = int(os.environ.get("STAIR_ES_TEST_PORT", "9251"))
         url = start(port=started_port, log=lambda m: None).url
     try:
-        info = _get(url)
+        info = _get(url.split(",")[0])  # a cluster's nodes, comma-separated: ask the first
     except (urllib.error.URLError, OSError) as exc:
         pytest.fail(
             f"engine at {url} is unreachable ({exc}); start one with: stair-es engine up", pytrace=False
@@ -54,7 +55,7 @@ def engine_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def engine_info(engine_url: str) -> dict:
     """``GET /`` of the engine under test."""
-    return _get(engine_url)
+    return _get(engine_url.split(",")[0])
 
 
 @pytest.fixture(scope="session")

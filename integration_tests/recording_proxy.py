@@ -35,7 +35,7 @@ class Recorder:
 @contextmanager
 def recording_proxy(target_url: str) -> Iterator[Recorder]:
     """``with recording_proxy(engine_url) as rec:`` -> ``rec.url`` forwards to the engine."""
-    target = urllib.parse.urlsplit(target_url)
+    target = urllib.parse.urlsplit(target_url.split(",")[0])  # a cluster: its first node
     recorder = Recorder()
     lock = threading.Lock()
 

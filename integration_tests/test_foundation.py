@@ -20,10 +20,10 @@ def _client(engine_url: str, distribution: str):
     if distribution == "opensearch":
         from opensearchpy import OpenSearch
 
-        return OpenSearch(engine_url, timeout=60)
+        return OpenSearch(engine_url.split(","), timeout=60)
     from elasticsearch import Elasticsearch
 
-    return Elasticsearch(engine_url, request_timeout=60)
+    return Elasticsearch(engine_url.split(","), request_timeout=60)
 
 
 @pytest.fixture()

@@ -159,9 +159,7 @@ def _with_user_client(example: str, distribution: str) -> str:
     """The same program with an application's own client instead of connect()'s."""
     assert "backend = connect()" in example
     if distribution == "opensearch":
-        make = (
-            "from opensearchpy import OpenSearch\nclient = OpenSearch(hosts=[os.environ['STAIR_ES_URL']])\n"
-        )
+        make = "from opensearchpy import OpenSearch\nclient = OpenSearch(hosts=os.environ['STAIR_ES_URL'].split(','))\n"
     else:
-        make = "from elasticsearch import Elasticsearch\nclient = Elasticsearch(os.environ['STAIR_ES_URL'])\n"
+        make = "from elasticsearch import Elasticsearch\nclient = Elasticsearch(os.environ['STAIR_ES_URL'].split(','))\n"
     return "import os\n" + make + example.replace("backend = connect()", "backend = connect(client=client)")

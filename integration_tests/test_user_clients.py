@@ -48,11 +48,11 @@ def _user_client(url: str, distribution: str, use_async: bool = False, **kwargs:
         import opensearchpy
 
         cls = opensearchpy.AsyncOpenSearch if use_async else opensearchpy.OpenSearch
-        return cls(hosts=[url], **kwargs)
+        return cls(hosts=url.split(","), **kwargs)
     import elasticsearch
 
     cls = elasticsearch.AsyncElasticsearch if use_async else elasticsearch.Elasticsearch
-    return cls(url, **kwargs)
+    return cls(url.split(","), **kwargs)
 
 
 @pytest.fixture

@@ -68,12 +68,14 @@ case "${1:-}" in
     # fresh data folders: tests never see indexes left by an earlier run (the engine binaries stay cached)
     DATA="$(mktemp -d "${TMPDIR:-/tmp}/stair-es-test-data.XXXXXX")"
     chmod 755 "$DATA"  # the node may run as the unprivileged stair-es user
-    trap 'for p in "$OS_PORT" "$OS2_PORT" "$ES_PORT" "$FAULT_PORT" $((FAULT_PORT + 2)) $((FAULT_PORT + 3)); do stair-es engine down --port "$p" >/dev/null 2>&1 || true; done; rm -rf "$DATA"' EXIT
-    stair-es engine up --port "$OS_PORT" --data-dir "$DATA/opensearch"
+    trap 'for p in "$OS_PORT" $((OS_PORT + 1)) "$OS2_PORT" "$ES_PORT" "$FAULT_PORT" $((FAULT_PORT + 2)) $((FAULT_PORT + 3)); do stair-es engine down --port "$p" >/dev/null 2>&1 || true; done; rm -rf "$DATA"' EXIT
+    # the default engine is a 2-node local cluster (the twin of the compose demo cluster): the first
+    # pass, with the browser and README tests, runs against both nodes
+    stair-es engine up --nodes 2 --port "$OS_PORT" --data-dir "$DATA/opensearch"
     stair-es engine up --version 2.19.6 --port "$OS2_PORT" --data-dir "$DATA/opensearch2"
     stair-es engine up --engine elasticsearch --port "$ES_PORT" --data-dir "$DATA/elasticsearch"
-    echo "== pytest: unit + integration on OpenSearch (http://127.0.0.1:$OS_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$OS_PORT" python -m pytest -m "not gpu" "$@"
+    echo "== pytest: unit + integration on a 2-node OpenSearch cluster (http://127.0.0.1:$OS_PORT,$((OS_PORT + 1)))"
+    STAIR_ES_URL="http://127.0.0.1:$OS_PORT,http://127.0.0.1:$((OS_PORT + 1))" python -m pytest -m "not gpu" "$@"
     echo "== pytest: integration on OpenSearch 2.19 (http://127.0.0.1:$OS2_PORT)"
     STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults" integration_tests "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"

@@ -184,3 +184,12 @@ def test_caption_analyzer_is_configurable_for_core_only_nodes() -> None:
     hidden = index_body("opensearch", ModelMeta("m", "h"), tokens_in_source=False)
     assert hidden["mappings"]["_source"] == {"excludes": ["image_tokens", "text_tokens"]}
     assert parse_meta("i", hidden["mappings"]).tokens_in_source is False
+
+
+def test_comma_separated_urls_are_several_nodes_in_a_string_or_a_tuple_entry() -> None:
+    from stair_es.engine.config import ConnectionConfig
+
+    expected = ("http://127.0.0.1:9250", "http://127.0.0.1:9251")
+    assert ConnectionConfig(urls="http://127.0.0.1:9250,http://127.0.0.1:9251").urls == expected
+    assert ConnectionConfig(urls=("http://127.0.0.1:9250,http://127.0.0.1:9251",)).urls == expected
+    assert ConnectionConfig(urls=("http://127.0.0.1:9250", " http://127.0.0.1:9251/")).urls == expected

@@ -97,8 +97,9 @@ class ConnectionConfig:
     def __post_init__(self) -> None:
         if self.cloud_id:
             object.__setattr__(self, "urls", (cloud_id_url(self.cloud_id),))
-        if isinstance(self.urls, str):
-            object.__setattr__(self, "urls", tuple(u.strip() for u in self.urls.split(",") if u.strip()))
+        # "a,b" (as STAIR_ES_URL and --url take them) is two nodes, in a string or in a tuple entry
+        given = (self.urls,) if isinstance(self.urls, str) else tuple(self.urls)
+        object.__setattr__(self, "urls", tuple(u.strip() for g in given for u in g.split(",") if u.strip()))
         # credentials in a URL become user/password at once, so no message can ever quote them
         found: set[tuple[str, str]] = set()
         urls = []
