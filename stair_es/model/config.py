@@ -31,8 +31,23 @@ class StairConfig:
     temperature_min: float = 0.01
     pool_mask_value: float = -1e4  # fp16-safe "minus infinity" for padded text positions
     vision_stem: str = "patch"  # "patch" (ViT/CLIP patchify conv) or "conv" (early-convolution stem)
+    # "bert" (BertModel over the output vocabulary) or "clip" (CLIPTextModel over its own BPE input
+    # vocabulary, text_config is then a CLIPTextConfig dict)
+    text_tower: str = "bert"
+    # "positions": a head on every position, max-pooled (STAIR); "pooled": one head on each tower's
+    # projected, L2-normalised embedding (D2S on an aligned dual encoder: CLIP's image_embeds/text_embeds)
+    head_input: str = "positions"
+    projection_dim: int | None = None  # head_input "pooled": size of the towers' projections
+    # a separate output vocabulary (WordPiece vocab.txt in the model folder) when the text input is
+    # tokenized with another tokenizer (CLIP's BPE); None: tokenizer.json is both
+    output_vocab_file: str | None = None
+    teacher_logit_scale: float | None = None  # the dense model's own logit scale (distillation)
     model_type: str = MODEL_TYPE
     config_version: int = CONFIG_VERSION
+
+    @property
+    def separate_output_vocab(self) -> bool:
+        return self.output_vocab_file is not None
 
     @property
     def image_size(self) -> int:

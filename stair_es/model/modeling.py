@@ -24,6 +24,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
+OUTPUT_VOCAB_FILE = "output_vocab.txt"
 
 
 class TokenHead(nn.Module):
@@ -103,8 +104,16 @@ class ConvStem(nn.Module):
 
 
 def build_towers(config: StairConfig) -> tuple[nn.Module, nn.Module]:
-    """Random-init CLIP ViT and BERT encoder from the config dicts (``vision_stem`` picks the patchify)."""
-    from transformers import BertConfig, BertModel, CLIPVisionConfig, CLIPVisionModel
+    """Random-init CLIP ViT and BERT (or CLIP text) encoder from the config dicts (``vision_stem`` picks
+    the patchify)."""
+    from transformers import (
+        BertConfig,
+        BertModel,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+    )
 
     vision = CLIPVisionModel(CLIPVisionConfig(**_clean(config.vision_config)))
     if config.vision_stem == "conv":
@@ -115,6 +124,10 @@ def build_towers(config: StairConfig) -> tuple[nn.Module, nn.Module]:
         )
     elif config.vision_stem != "patch":
         raise ModelError(f"vision_stem must be 'patch' or 'conv', got {config.vision_stem!r}")
+    if config.text_tower == "clip":
+        return vision, CLIPTextModel(CLIPTextConfig(**_clean(config.text_config)))
+    if config.text_tower != "bert":
+        raise ModelError(f"text_tower must be 'bert' or 'clip', got {config.text_tower!r}")
     text = BertModel(BertConfig(**_clean(config.text_config)), add_pooling_layer=False)
     return vision, text
 
@@ -133,17 +146,29 @@ class StairModel(nn.Module):
         tokenizer: Any = None,
         preprocessor_config: dict[str, Any] | None = None,
         towers: tuple[nn.Module, nn.Module] | None = None,
+        output_tokenizer: Any = None,
     ) -> None:
+        """``output_tokenizer``: the WordPiece tokenizer of the output vocabulary when the text input has
+        its own (``config.output_vocab_file``); caption token bags for the grounding losses use it."""
         super().__init__()
         from stair_es.data.images import default_preprocessor_config
 
         self.config = config
         self.tokenizer = tokenizer
+        self.output_tokenizer = output_tokenizer
         self.preprocessor_config = preprocessor_config or default_preprocessor_config(
             config.image_size, config.max_text_length
         )
         self.vision_tower, self.text_tower = towers or build_towers(config)
         v_hidden, t_hidden = int(config.vision_config["hidden_size"]), int(config.text_config["hidden_size"])
+        if config.head_input == "pooled":
+            if not config.projection_dim:
+                raise ModelError("head_input 'pooled' needs projection_dim")
+            self.image_projection = nn.Linear(v_hidden, config.projection_dim, bias=False)
+            self.text_projection = nn.Linear(t_hidden, config.projection_dim, bias=False)
+            v_hidden = t_hidden = config.projection_dim
+        elif config.head_input != "positions":
+            raise ModelError(f"head_input must be 'positions' or 'pooled', got {config.head_input!r}")
         self.image_head = TokenHead(v_hidden, config.head_hidden_size or v_hidden, config.vocab_size)
         self.text_head = TokenHead(t_hidden, config.head_hidden_size or t_hidden, config.vocab_size)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature_init)))
@@ -154,15 +179,29 @@ class StairModel(nn.Module):
 
     # --- encoders -------------------------------------------------------------------------------
     def image_token_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[B, 1 + patches, V] per-position logits (CLS included)."""
+        """[B, 1 + patches, V] per-position logits (CLS included); [B, 1, V] for a pooled head."""
+        if self.config.head_input == "pooled":
+            return self.image_head(self.image_embedding(pixel_values)).unsqueeze(1)
         hidden = self.vision_tower(pixel_values=pixel_values).last_hidden_state
         return self.image_head(self._vision_core().post_layernorm(hidden))
+
+    def image_embedding(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled heads: the dense model's own L2-normalised image embedding (CLIP ``image_embeds``)."""
+        pooled = self.vision_tower(pixel_values=pixel_values).pooler_output
+        return nn.functional.normalize(self.image_projection(pooled), dim=-1)
+
+    def text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled heads: the L2-normalised text embedding (CLIP: the end-of-text state, projected)."""
+        pooled = self.text_tower(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def _vision_core(self) -> nn.Module:
         """transformers 4.x nests the ViT under ``vision_model``; 5.x flattens it."""
         return getattr(self.vision_tower, "vision_model", self.vision_tower)
 
     def text_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.config.head_input == "pooled":
+            return self.text_head(self.text_embedding(input_ids, attention_mask)).unsqueeze(1)
         hidden = self.text_tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.text_head(hidden)
 
@@ -173,7 +212,24 @@ class StairModel(nn.Module):
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """LongTensor[B, L] ids + mask -> FloatTensor[B, V]; padded positions never win the max."""
         logits = self.text_token_logits(input_ids, attention_mask)
+        if self.config.head_input == "pooled":
+            return sparse_max_pool(logits, self.keep_mask)
         return sparse_max_pool(logits, self.keep_mask, attention_mask, self.config.pool_mask_value)
+
+    def output_vocab(self) -> dict[str, int]:
+        """Token -> id of the output space (the names of the sparse dimensions)."""
+        tokenizer = self.output_tokenizer or self.tokenizer
+        if tokenizer is None:
+            raise ModelError("this model has no tokenizer attached")
+        return tokenizer.get_vocab()
+
+    def tokenize_bags(
+        self, texts: Sequence[str], pad_to: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts as ids of the *output* vocabulary (caption token bags for the grounding losses)."""
+        if self.output_tokenizer is None:
+            return self.tokenize(texts, pad_to)
+        return tokenize(self.output_tokenizer, texts, self.config.max_text_length, 0, pad_to)
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -198,7 +254,15 @@ class StairModel(nn.Module):
             return
         yield from self._vision_core().encoder.layers[-num_blocks:].parameters()
         yield from self._vision_core().post_layernorm.parameters()
-        yield from self.text_tower.encoder.layer[-num_blocks:].parameters()
+        if self.config.text_tower == "clip":
+            text_core = getattr(self.text_tower, "text_model", self.text_tower)
+            yield from text_core.encoder.layers[-num_blocks:].parameters()
+            yield from text_core.final_layer_norm.parameters()
+        else:
+            yield from self.text_tower.encoder.layer[-num_blocks:].parameters()
+        if self.config.head_input == "pooled":
+            yield from self.image_projection.parameters()
+            yield from self.text_projection.parameters()
 
     # --- convenience: strings and images in, tensors out -----------------------------------------
     def tokenize(self, texts: Sequence[str], pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,6 +284,10 @@ class StairModel(nn.Module):
         os.chmod(out / WEIGHTS_FILE, 0o644)  # safetensors writes 0600; model dirs are shared read-only
         if self.tokenizer is not None:
             self.tokenizer.save(str(out / TOKENIZER_FILE))
+        if self.output_tokenizer is not None and self.config.output_vocab_file:
+            vocab = sorted(self.output_tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+            text = "".join(token + "\n" for token, _ in vocab)
+            (out / self.config.output_vocab_file).write_text(text, encoding="utf-8")
         preprocessor = dict(self.preprocessor_config, max_text_length=self.config.max_text_length)
         (out / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor, indent=2) + "\n", encoding="utf-8")
         for name, content in (extra_files or {}).items():
@@ -243,7 +311,15 @@ class StairModel(nn.Module):
         preprocessor = None
         if (root / PREPROCESSOR_FILE).is_file():
             preprocessor = json.loads((root / PREPROCESSOR_FILE).read_text(encoding="utf-8"))
-        model = cls(config, tokenizer, preprocessor)
+        output_tokenizer = None
+        if config.output_vocab_file:
+            from stair_es.model.tokenizer import tokenizer_from_vocab_file
+
+            vocab_path = root / config.output_vocab_file
+            if not vocab_path.is_file():
+                raise ModelError(f"{root}: output vocabulary {config.output_vocab_file} is missing")
+            output_tokenizer = tokenizer_from_vocab_file(vocab_path, config.max_text_length)
+        model = cls(config, tokenizer, preprocessor, output_tokenizer=output_tokenizer)
         state = load_file(str(root / WEIGHTS_FILE), device=map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
@@ -251,9 +327,10 @@ class StairModel(nn.Module):
             raise ModelError(
                 f"{root}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
-        if tokenizer is not None and tokenizer.get_vocab_size() != config.vocab_size:
+        names = output_tokenizer or tokenizer
+        if names is not None and names.get_vocab_size() != config.vocab_size:
             raise ModelError(
-                f"{root}: tokenizer has {tokenizer.get_vocab_size()} tokens, config {config.vocab_size}"
+                f"{root}: output vocabulary has {names.get_vocab_size()} tokens, config {config.vocab_size}"
             )
         return model.eval()
 

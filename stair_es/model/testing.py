@@ -47,3 +47,18 @@ def tiny_model(
 def save_tiny_model(path: str | Path, **kwargs: object) -> Path:
     """Build :func:`tiny_model` and save it as a model directory; returns the directory."""
     return tiny_model(**kwargs).save_pretrained(path)  # type: ignore[arg-type]
+
+
+def save_tiny_clip(path: str | Path, texts: list[str], seed: int = 0, image_size: int = 32) -> Path:
+    """A tiny random ``transformers.CLIPModel`` folder with a BPE ``tokenizer.json`` trained on ``texts``
+    (what ``stair-es train --from-clip`` reads)."""
+    import torch
+
+    from stair_es.model.bpe import build_clip_bpe_tokenizer
+    from stair_es.model.clip import new_clip, save_clip_folder
+
+    torch.manual_seed(seed)
+    tokenizer = build_clip_bpe_tokenizer(texts, vocab_size=400, max_length=16)
+    clip = new_clip(tokenizer, image_size=image_size, patch_size=8, hidden_size=32, layers=1, heads=2,
+                    projection_dim=16, max_text_length=16)  # fmt: skip
+    return save_clip_folder(clip, tokenizer, path, image_size)
