@@ -52,7 +52,7 @@ def make_synthetic(
 @click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
-    help="Training pairs: .jsonl manifest, "
+    help="Training pairs: .jsonl or .csv manifest, "
     "COCO/Karpathy .json (with --image-root) or a folder of images with .txt sidecars. "
     "Optional with --preset (the preset's synthetic set is generated under OUTPUT/data).",
 )
@@ -84,9 +84,9 @@ def make_synthetic(
 @click.option(
     "--stage",
     type=click.Choice(STAGE_CHOICES),
-    default="all",
-    show_default=True,
-    help="'all' runs stages 1->2->3 (30/20/50 of --steps); or one mode.",
+    default=None,
+    help="'all' runs stages 1->2->3 (30/20/50 of --steps); or one mode.  "
+    "[default: all; dense-to-sparse with --from-clip]",
 )
 @click.option(
     "--steps",
@@ -163,6 +163,30 @@ def make_synthetic(
     help="Local BERT checkpoint (with vocab.txt) for the text tower; its vocabulary is the output space.",
 )
 @click.option(
+    "--from-clip",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A Hugging Face CLIPModel folder: both towers and its own tokenizer; sparse heads are trained "
+    "on its image/text embeddings (dense-to-sparse).",
+)
+@click.option(
+    "--output-vocab",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --from-clip: WordPiece vocab.txt of the output tokens (e.g. bert-base-uncased's) "
+    "[default: built from the captions plus common English words].",
+)
+@click.option(
+    "--distill-weight",
+    type=float,
+    default=None,
+    help="With --from-clip: weight of the loss matching the dense model's own in-batch ranking.  [default: 1.0]",
+)
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write one JSON line per image that could not be read (it is left out; exit status 10).",
+)
+@click.option(
     "--unfreeze-last-blocks",
     type=int,
     default=0,
@@ -207,14 +231,21 @@ def train(**opts: object) -> None:
     torch.set_num_threads(int(opts["threads"] or auto_threads()))  # type: ignore[call-overload]
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
     as_json = opts.pop("as_json")
-    record = run_train_command({**opts, "command": _command_line(click.get_current_context())}, log)
+    ctx = click.get_current_context()
+    record = run_train_command({**opts, "command": _command_line(ctx)}, log)
+    failed = int(record.get("failed_images") or 0)
     if as_json:
-        click.echo(json.dumps({"output": str(opts["output"]), "final_metrics": record["final_metrics"]}))
-        return
-    metrics = record.get("final_metrics") or {}
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("_r1") or k == "grounding")
-    click.echo(f"trained model in {opts['output']}" + (f" (held-out {shown})" if shown else ""))
-    click.echo(f"  log: {opts['output']}/train_log.jsonl; next: stair-es export {opts['output']} OUT_DIR")
+        summary = {"output": str(opts["output"]), "final_metrics": record["final_metrics"], "failed_images": failed}
+        click.echo(json.dumps(summary))
+    else:
+        metrics = record.get("final_metrics") or {}
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("_r1") or k == "grounding")
+        click.echo(f"trained model in {opts['output']}" + (f" (held-out {shown})" if shown else ""))
+        if failed:
+            click.echo(f"  {failed} images could not be read and were left out (--failures FILE lists them)")
+        click.echo(f"  log: {opts['output']}/train_log.jsonl; next: stair-es export {opts['output']} OUT_DIR")
+    if failed:
+        ctx.exit(10)  # trained, but some images were left out (the stable "some items failed" status)
 
 
 def _command_line(ctx: click.Context) -> str:

@@ -1,6 +1,7 @@
 """Readers that turn the usual captioned-image layouts into one list of (image path, caption) pairs.
 
-Supported: JSONL ``{"image", "caption"}`` manifests (also what the synthetic generator writes), COCO
+Supported: JSONL ``{"image", "caption"}`` manifests (also what the synthetic generator writes), CSV
+manifests with a header (the columns ``index images`` reads: image/path/file..., caption/text), COCO
 captions JSON + image folder, Karpathy-split JSON (COCO, Flickr30K), and folders with sidecar caption
 files (``photo.jpg`` + ``photo.txt``, one caption per line). Paths are resolved once, here, so the
 trainer never guesses. Bad lines raise :class:`UsageError` naming the file and line.
@@ -8,12 +9,16 @@ trainer never guesses. Bad lines raise :class:`UsageError` naming the file and l
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from stair_es.errors import UsageError
 
+# the column names ``stair-es index images`` accepts in manifests (stair_es.ingest.discover)
+PATH_COLUMNS = ("image", "path", "file", "filepath", "image_path", "filename")
+CAPTION_COLUMNS = ("caption", "text", "captions")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
@@ -53,6 +58,42 @@ def read_jsonl(
                 pairs.append(
                     CaptionedImage(_resolve(root, image), str(caption), str(row.get("id", image)), row_split)
                 )
+    return pairs
+
+
+def read_csv(
+    path: str | Path, image_root: str | Path | None = None, split: str | None = None
+) -> list[CaptionedImage]:
+    """A CSV manifest with a header: an image column (``image``, ``path``, ``file`` ...), a caption
+    column (``caption``/``text``), optional ``id`` and ``split``; paths as in :func:`read_jsonl`."""
+    path = Path(path)
+    root = Path(image_root) if image_root else path.parent
+    pairs: list[CaptionedImage] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            image_col = next((c for c in PATH_COLUMNS if c in fields), None)
+            caption_col = next((c for c in CAPTION_COLUMNS if c in fields), None)
+            if image_col is None or caption_col is None:
+                raise UsageError(
+                    f"{path}: a CSV manifest needs a header with an image column ({', '.join(PATH_COLUMNS)}) "
+                    f"and a caption column ({', '.join(CAPTION_COLUMNS)}); found {', '.join(fields) or 'none'}"
+                )
+            for row in reader:
+                image, caption = (row.get(image_col) or "").strip(), (row.get(caption_col) or "").strip()
+                if not image or not caption:
+                    raise UsageError(
+                        f"{path}:{reader.line_num}: empty {image_col if not image else caption_col}"
+                    )
+                row_split = row.get("split") or None
+                if split is not None and row_split is not None and row_split != split:
+                    continue
+                pairs.append(
+                    CaptionedImage(_resolve(root, image), caption, row.get("id") or image, row_split)
+                )
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: cannot read the CSV manifest ({exc})") from exc
     return pairs
 
 
@@ -130,6 +171,8 @@ def read_pairs(
         pairs = read_sidecar_folder(source)
     elif source.suffix == ".jsonl":
         pairs = read_jsonl(source, image_root, split)
+    elif source.suffix.lower() == ".csv":
+        pairs = read_csv(source, image_root, split)
     elif source.suffix == ".json":
         data = _load_json(source)
         if image_root is None:
@@ -141,7 +184,9 @@ def read_pairs(
         else:
             raise UsageError(f"{source}: neither COCO captions nor a Karpathy split file")
     else:
-        raise UsageError(f"{source}: expected a folder, a .jsonl manifest, or a COCO/Karpathy .json file")
+        raise UsageError(
+            f"{source}: expected a folder, a .jsonl or .csv manifest, or a COCO/Karpathy .json file"
+        )
     if not pairs:
         raise UsageError(
             f"{source}: no image/caption pairs found" + (f" for split {split!r}" if split else "")

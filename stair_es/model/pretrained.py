@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stair_es.errors import ModelError
+from stair_es.errors import ModelError, UsageError
 from stair_es.model.config import StairConfig
 from stair_es.model.modeling import StairModel
 from stair_es.model.tokenizer import (
@@ -42,6 +42,7 @@ def model_from_towers(
             tokenizer = tokenizer_from_vocab_file(text_dir / "vocab.txt", max_text_length)
         else:
             raise ModelError(f"{text_dir}: a BERT text checkpoint needs tokenizer.json or vocab.txt")
+        _check_vocab_size(text_dir, tokenizer.get_vocab_size(with_added_tokens=True))
     else:
         tokenizer = build_wordpiece_tokenizer(texts or [], max_length=max_text_length)
     zeroed = zeroed_token_ids(tokenizer, DEFAULT_STOP_WORDS)
@@ -72,3 +73,19 @@ def model_from_towers(
         config.image_size, config.max_text_length, clip_stats=vision_path is not None
     )
     return StairModel(config, tokenizer, preprocessor, towers=(vision, text))
+
+
+def _check_vocab_size(text_dir: Path, tokens: int) -> None:
+    """The tokenizer must index exactly the checkpoint's embedding rows: fewer leaves dead rows the
+    output head would emit, more sends ids past the embedding table."""
+    import json
+
+    try:
+        embeddings = int(json.loads((text_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # from_pretrained reports an unreadable checkpoint itself
+    if embeddings != tokens:
+        raise UsageError(
+            f"{text_dir}: the tokenizer has {tokens} tokens but the BERT checkpoint has {embeddings} "
+            "embeddings; use the vocab.txt/tokenizer.json the checkpoint was trained with"
+        )

@@ -14,6 +14,7 @@ from stair_es.training.recipes import PRESETS, ModelSize, build_model, run_stage
 from stair_es.training.trainer import TrainConfig
 
 DEFAULT_STEPS = 500
+DEFAULT_DISTILL_WEIGHT = 1.0  # --from-clip: distil the dense model's own in-batch ranking
 
 
 def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -32,12 +33,9 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
         )
     if opts["data"] is None:
         raise UsageError("--data is required (or use --preset demo to train on the synthetic set)")
-    if opts["stage"] == "dense-to-sparse" and not (
-        opts["vision_checkpoint"] or opts["text_checkpoint"] or opts["init_model"]
-    ):
-        raise UsageError(
-            "dense-to-sparse needs pretrained towers: --vision-checkpoint/--text-checkpoint or --init"
-        )
+    from_clip = opts.get("from_clip")
+    opts["stage"] = opts.get("stage") or ("dense-to-sparse" if from_clip else "all")
+    check_checkpoint_options(opts, log)
 
     train_pairs = read_pairs(opts["data"], opts["image_root"], opts["split"])
     if opts["max_pairs"]:
@@ -76,6 +74,9 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             grounding_weight=opts["grounding_weight"],
             tag_weight=opts["tag_weight"],
             pool_temperature=opts["pool_temperature"],
+            distill_weight=opts["distill_weight"]
+            if opts.get("distill_weight") is not None
+            else (DEFAULT_DISTILL_WEIGHT if opts.get("from_clip") else 0.0),  # fmt: skip
             hard_negative_fraction=opts["hard_negatives"],
             seed=opts["seed"],
             device=opts["device"],
@@ -93,6 +94,10 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
 
     if opts["init_model"]:
         model = StairModel.from_pretrained(opts["init_model"])
+    elif from_clip:
+        model = clip_model(from_clip, train_pairs, size, opts.get("output_vocab"), opts["seed"])
+        log(f"from {from_clip}: CLIP towers ({model.config.projection_dim}-d embeddings), "
+            f"output vocabulary {model.config.vocab_size} tokens")  # fmt: skip
     else:
         model = build_model(
             train_pairs, size, opts["seed"], opts["vision_checkpoint"], opts["text_checkpoint"]
@@ -107,5 +112,77 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
         "init": str(opts["init_model"]) if opts["init_model"] else None,
         "vision_checkpoint": str(opts["vision_checkpoint"]) if opts["vision_checkpoint"] else None,
         "text_checkpoint": str(opts["text_checkpoint"]) if opts["text_checkpoint"] else None,
+        "from_clip": str(from_clip) if from_clip else None,
+        "output_vocab": str(opts["output_vocab"]) if opts.get("output_vocab") else None,
     }
-    return run_stages(model, stages, train_pairs, eval_pairs, output, log, opts["resume"], metadata)
+    failures = opts.get("failures")
+    return run_stages(model, stages, train_pairs, eval_pairs, output, log, opts["resume"], metadata, failures)
+
+
+def check_checkpoint_options(opts: dict[str, Any], log: Callable[[str], None]) -> None:
+    """One clear line, before anything loads, for checkpoint options that cannot do what they say."""
+    from stair_es.model.clip import clip_folder_kind
+
+    vision, text, stage = opts["vision_checkpoint"], opts["text_checkpoint"], opts["stage"]
+    if opts.get("from_clip"):
+        if vision or text or opts["init_model"] or opts["preset"]:
+            raise UsageError(
+                "--from-clip brings both towers: drop --vision-checkpoint/--text-checkpoint/--init/--preset"
+            )
+        if stage not in ("dense-to-sparse", "3"):
+            raise UsageError(
+                "--from-clip trains sparse heads on the CLIP towers: --stage dense-to-sparse (default) or 3"
+            )
+        if opts.get("output_vocab") is None:
+            log(
+                "no --output-vocab: the output vocabulary is built from the captions plus common English words"
+            )
+        return
+    if opts.get("output_vocab"):
+        raise UsageError("--output-vocab names the output vocabulary of a --from-clip model")
+    if text is not None:
+        kind = clip_folder_kind(text)
+        if kind in ("clip", "clip_text_model", "open_clip"):
+            raise UsageError(
+                f"{text} is a CLIP checkpoint; --text-checkpoint takes a BERT folder. To keep CLIP's "
+                f"aligned text tower and its own tokenizer, use --from-clip {text}"
+            )
+        if kind != "bert":
+            raise UsageError(
+                f"{text}: --text-checkpoint takes a BERT folder (config.json model_type 'bert'), found {kind!r}"
+            )
+    if vision is not None and clip_folder_kind(vision) not in ("clip", "clip_vision_model"):
+        raise UsageError(f"{vision}: --vision-checkpoint takes a CLIP (vision) folder saved by transformers")
+    if stage == "dense-to-sparse" and not opts["init_model"]:
+        if not (vision or text):
+            raise UsageError(
+                "dense-to-sparse needs pretrained towers: --from-clip, --vision-checkpoint/--text-checkpoint or --init"
+            )
+        if not (vision and text):
+            random = "text" if vision else "image"
+            raise UsageError(
+                f"only one checkpoint given: the {random} tower would stay random *and frozen* in dense-to-sparse; "
+                "use --from-clip CLIP_DIR (both towers), give both checkpoints, or train all stages (--stage all)"
+            )
+    elif bool(vision) != bool(text) and not opts["init_model"]:
+        log(
+            f"note: the {'text' if vision else 'image'} tower starts from random weights (no checkpoint for it)"
+        )
+
+
+def clip_model(
+    clip_dir: Path, pairs: list[Any], size: ModelSize, output_vocab: Path | None, seed: int
+) -> StairModel:
+    """The --from-clip model: CLIP's towers and tokenizer, pooled heads over the output vocabulary
+    (stop words, and words in almost every caption, zeroed as for fresh models)."""
+    import torch
+
+    from stair_es.model.clip import model_from_clip, output_vocab_tokenizer
+    from stair_es.model.tokenizer import DEFAULT_STOP_WORDS
+    from stair_es.training.recipes import frequent_words
+
+    torch.manual_seed(seed)
+    texts = [p.caption for p in pairs]
+    tokenizer = output_vocab_tokenizer(output_vocab, texts, size.max_text_length)
+    stop_words = list(DEFAULT_STOP_WORDS) + frequent_words(texts, tokenizer, size.max_caption_frequency)
+    return model_from_clip(clip_dir, texts, tokenizer, stop_words, max_text_length=77)

@@ -1,13 +1,17 @@
 """In-memory retrieval metrics used while training and by the synthetic benchmark.
 
-A retrieved item counts as correct when its caption is identical to the query's (the synthetic set's
-captions are canonical, so identical caption = same scene content). Grounding: an image's top-k tokens
-(k = number of content words of its caption) contain every colour and shape word of the caption.
+Items are the held-out *images* (the captions of one image are grouped by image id) and every caption
+is a query. A retrieved item counts as correct when it is the query's own image or carries a caption
+identical to the query's (the synthetic set's captions are canonical, so identical caption = same
+scene content): the numbers equal ``stair-es eval FILE --relevance caption`` on the same file.
+Grounding: an image's top-k tokens (k = number of content words of its caption) contain every colour
+and shape word of the caption.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,30 +23,24 @@ GROUNDING_WORDS = frozenset(COLOURS) | frozenset(SHAPES) | frozenset(SHAPES.valu
 
 
 @torch.no_grad()
-def encode_pairs(model: Any, data: PairTensors, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image and text vectors for every pair (model in eval mode for the duration)."""
+def encode_pairs(
+    model: Any, data: PairTensors, batch_size: int = 256, image_rows: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image vectors (of ``image_rows``, default every pair) and text vectors for every pair (model in
+    eval mode for the duration)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    rows = list(range(len(data))) if image_rows is None else list(image_rows)
     images, texts = [], []
-    for start in range(0, len(data), batch_size):
-        idx = list(range(start, min(start + batch_size, len(data))))
-        pixels, ids, mask = data.select(idx)
+    for start in range(0, len(rows), batch_size):
+        pixels, _, _ = data.select(rows[start : start + batch_size])
         images.append(model.encode_image(pixels.to(device)).float().cpu())
+    for start in range(0, len(data), batch_size):
+        _, ids, mask = data.select(list(range(start, min(start + batch_size, len(data)))))
         texts.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(images), torch.cat(texts)
-
-
-def recall_at_k(
-    scores: torch.Tensor, query_captions: Sequence[str], item_captions: Sequence[str], k: int
-) -> float:
-    """Fraction of queries whose top-k items include one with the query's caption (ties broken by index)."""
-    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
-    hits = 0
-    for q, row in enumerate(top.tolist()):
-        hits += any(item_captions[i] == query_captions[q] for i in row)
-    return hits / max(1, len(query_captions))
 
 
 def grounding_score(
@@ -77,21 +75,41 @@ def grounding_breakdown(
 
 
 def retrieval_metrics(model: Any, data: PairTensors, vocab: dict[str, int] | None = None) -> dict[str, float]:
-    """t2i/i2t R@1/5/10 by identical caption, plus sparsity and (when a vocab is given) grounding."""
-    image_vecs, text_vecs = encode_pairs(model, data)
+    """t2i/i2t R@1/5/10 over the distinct images (own image or identical caption is right), plus
+    sparsity and (when a vocab is given) grounding."""
+    from stair_es.eval.datasets import RetrievalSet
+    from stair_es.eval.metrics import recall_at_k as ranked_recall
+
+    image_ids = data.image_ids or [str(i) for i in range(len(data))]
+    first: dict[str, int] = {}
+    for pair, image_id in enumerate(image_ids):
+        first.setdefault(image_id, pair)
+    image_rows = list(first.values())
+    image_of = {image_id: n for n, image_id in enumerate(first)}
+    groups = RetrievalSet(
+        "held-out", [Path(i) for i in first], list(first), data.captions, [image_of[i] for i in image_ids]
+    )
+    image_vecs, text_vecs = encode_pairs(model, data, image_rows=image_rows)
     scores = image_vecs @ text_vecs.T  # [images, texts]
-    captions = data.captions
     metrics: dict[str, float] = {}
-    for k in (1, 5, 10):
-        metrics[f"t2i_r{k}"] = recall_at_k(scores.T, captions, captions, k)
-        metrics[f"i2t_r{k}"] = recall_at_k(scores, captions, captions, k)
+    ks = (1, 5, 10)
+    t2i = ranked_recall(_ranked(scores.T, max(ks)), groups.relevant_images("caption"), ks)
+    i2t = ranked_recall(_ranked(scores, max(ks)), groups.relevant_captions("caption"), ks)
+    for k in ks:
+        metrics[f"t2i_r{k}"], metrics[f"i2t_r{k}"] = t2i[k], i2t[k]
+    metrics["eval_images"], metrics["eval_captions"] = len(image_rows), len(data)
     if vocab is not None:
         dim = image_vecs.shape[1]
         metrics["active_image"] = float((image_vecs > 0).sum(dim=1).float().mean())
         metrics["active_text"] = float((text_vecs > 0).sum(dim=1).float().mean())
         metrics["active_fraction"] = metrics["active_image"] / dim
-        metrics.update(grounding_breakdown(image_vecs, captions, vocab))
+        metrics.update(grounding_breakdown(image_vecs, [data.captions[i] for i in image_rows], vocab))
     return metrics
+
+
+def _ranked(scores: torch.Tensor, k: int) -> list[list[int]]:
+    """Top-``k`` column indices per row, best first (ties broken by index, as before)."""
+    return scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
 
 
 def top_tokens(vector: torch.Tensor, id_to_token: dict[int, str], k: int = 10) -> list[tuple[str, float]]:

@@ -56,3 +56,11 @@ def multi_positive_loss(scores: torch.Tensor, positives: torch.Tensor) -> torch.
     views_to_images = -(target / target.sum(1, keepdim=True) * F.log_softmax(scores, dim=1)).sum(1).mean()
     images_to_views = -(target / target.sum(0, keepdim=True) * F.log_softmax(scores, dim=0)).sum(0).mean()
     return 0.5 * (views_to_images + images_to_views)
+
+
+def distillation_loss(scores: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the sparse in-batch scores against the dense teacher's softmax, both directions
+    (D2S): the sparse model learns the dense model's whole ranking of the batch, not just the positive."""
+    image_to_text = -(F.softmax(teacher, dim=1) * F.log_softmax(scores, dim=1)).sum(dim=1).mean()
+    text_to_image = -(F.softmax(teacher, dim=0) * F.log_softmax(scores, dim=0)).sum(dim=0).mean()
+    return 0.5 * (image_to_text + text_to_image)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from stair_es.errors import UsageError
 from stair_es.model.config import StairConfig
 from stair_es.model.modeling import StairModel
 from stair_es.model.tokenizer import DEFAULT_STOP_WORDS, build_wordpiece_tokenizer, zeroed_token_ids
-from stair_es.training.batches import load_pairs
+from stair_es.training.batches import PairTensors, load_pairs
 from stair_es.training.trainer import TrainConfig, Trainer
 
 # Fraction of the total steps per stage. The digest's first guess was 40/20/40; on the synthetic set
@@ -230,18 +231,21 @@ def run_stages(
     log: Callable[[str], None] | None = None,
     resume: bool = False,
     metadata: dict[str, Any] | None = None,
+    failures_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` through ``stages`` and save it to ``output_dir`` with ``training.json``."""
+    """Train ``model`` through ``stages`` and save it to ``output_dir`` with ``training.json``.
+
+    Unreadable images are left out, logged one line each and written to ``failures_path`` (JSONL);
+    ``failed_images`` in the record counts them."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda _m: None)
     started = time.perf_counter()
-    max_len = model.config.max_text_length
-    train_data = load_pairs(train_pairs, model.tokenizer, model.preprocessor_config, max_len)
-    eval_data = (
-        load_pairs(eval_pairs, model.tokenizer, model.preprocessor_config, max_len) if eval_pairs else None
-    )
+    train_data, eval_data, failed = load_training_data(model, train_pairs, eval_pairs, log, failures_path)
     log(f"data: {len(train_data)} training pairs, {len(eval_data) if eval_data else 0} held-out pairs")
+    too_big = max((s.batch_size for s in stages), default=0)
+    if too_big > len(train_data):
+        raise UsageError(f"batch size {too_big} exceeds the {len(train_data)} readable training pairs")
     results: list[dict[str, Any]] = []
     for number, stage in enumerate(stages, 1):
         stage_dir = out / "stages" / f"{number}-stage-{stage.stage}"
@@ -258,10 +262,14 @@ def run_stages(
         model.save_pretrained(stage_dir)
         (stage_dir / "stage_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         results.append(result)
+    final = dict(results[-1]["metrics"]) if results else {}
+    if results:  # the whole run, not the last stage's share of it
+        final["train_seconds"] = round(sum(r["metrics"].get("train_seconds", 0.0) for r in results), 2)
     record = {
         **(metadata or {}),
         "stages": results,
-        "final_metrics": results[-1]["metrics"] if results else {},
+        "final_metrics": final,
+        "failed_images": failed,
         "train_pairs": len(train_data),
         "eval_pairs": len(eval_data) if eval_data else 0,
         "command": (metadata or {}).get("command") or " ".join(sys.argv),
@@ -272,6 +280,42 @@ def run_stages(
     }
     model.save_pretrained(out, extra_files={"training.json": record})
     return record
+
+
+def load_training_data(
+    model: StairModel,
+    train_pairs: Sequence[CaptionedImage],
+    eval_pairs: Sequence[CaptionedImage] | None,
+    log: Callable[[str], None],
+    failures_path: str | Path | None = None,
+) -> tuple[PairTensors, PairTensors | None, int]:
+    """Training and held-out tensors for ``model`` (captions also in its output vocabulary when that
+    is not the input tokenizer's) and the number of images left out as unreadable."""
+    max_len = model.config.max_text_length
+    load = partial(
+        load_pairs,
+        tokenizer=model.tokenizer,
+        preprocessor_config=model.preprocessor_config,
+        max_text_length=max_len,
+        bag_tokenizer=model.output_tokenizer,
+    )
+    train_data = load(train_pairs)
+    eval_data = load(eval_pairs) if eval_pairs else None
+    failures = train_data.failures + (eval_data.failures if eval_data else [])
+    for failure in failures:
+        log(f"skipped {failure.path}: {failure.error.removeprefix(failure.path + ': ')} ({failure.kind})")
+    if failures_path is not None:
+        Path(failures_path).parent.mkdir(parents=True, exist_ok=True)
+        with Path(failures_path).open("w", encoding="utf-8") as handle:
+            for failure in failures:
+                handle.write(json.dumps(failure.to_dict()) + "\n")
+    if failures:
+        log(f"{len(failures)} images could not be read and were left out" + (
+            f" (listed in {failures_path})" if failures_path else " (--failures FILE lists them)"))  # fmt: skip
+    if len(train_data) == 0:
+        raise UsageError(f"no training image could be read ({len(failures)} failed; first: {failures[0].error})"
+                         if failures else "no training pairs")  # fmt: skip
+    return train_data, eval_data, len(failures)
 
 
 def train_preset(

@@ -34,6 +34,7 @@ from stair_es.training.batches import HardNegativeSampler, PairTensors, batch_in
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
 from stair_es.training.losses import (
     contrastive_loss,
+    distillation_loss,
     flops_loss,
     multi_positive_loss,
     quadratic_ramp,
@@ -77,6 +78,9 @@ class TrainConfig:
     # weight of the multi-positive loss on short views of the batch's captions ("red circles": every
     # image whose caption holds those words is a positive); see stair_es.training.views
     short_view_weight: float = 0.0
+    # dense-to-sparse on an aligned dual encoder (pooled heads): weight of the loss that makes the sparse
+    # in-batch score distribution match the dense model's own (D2S distils the dense teacher this way)
+    distill_weight: float = 0.0
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -100,6 +104,8 @@ class TrainConfig:
             raise UsageError(f"pool_temperature must be >= 0, got {self.pool_temperature}")
         if self.short_view_weight < 0:
             raise UsageError(f"short_view_weight must be >= 0, got {self.short_view_weight}")
+        if self.distill_weight < 0:
+            raise UsageError(f"distill_weight must be >= 0, got {self.distill_weight}")
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -150,7 +156,18 @@ class Trainer:
             )
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.vocab = model.tokenizer.get_vocab() if getattr(model, "tokenizer", None) is not None else None
+        self.dense_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.vocab = model.output_vocab() if getattr(model, "tokenizer", None) is not None else None
+        config_of_model = getattr(model, "config", None)
+        self.pooled = getattr(config_of_model, "head_input", "positions") == "pooled"
+        if (
+            getattr(config_of_model, "output_vocab_file", None)
+            and config.stage == "1"
+            and config.short_view_weight
+        ):
+            raise UsageError("stage 1 short views need the output vocabulary to be the input tokenizer's")
+        if config.distill_weight > 0 and not self.pooled:
+            raise UsageError("distillation needs a model with pooled heads on a dense model (--from-clip)")
         self.tokenizer = getattr(model, "tokenizer", None) or tokenizer
         self.views = self._short_views() if config.short_view_weight > 0 else None
 
@@ -205,18 +222,31 @@ class Trainer:
 
     # --- one step -------------------------------------------------------------------------------
     def encode_batch(
-        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        bags: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and text vectors as this mode trains them (stage 1: text masked to caption tokens)."""
-        image, text, _ = self._encode(pixels, ids, mask)
+        image, text, _ = self._encode(pixels, ids, mask, bags)
         return image, text
 
     def _encode(
-        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        bags: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(image vectors, text vectors, pooled image logits; None when the image side is frozen or dense)."""
+        """(image vectors, text vectors, pooled image logits; None when the image side is frozen or dense).
+
+        ``bags``: the captions in the output vocabulary when it is not the input tokenizer's."""
         cfg, model = self.config, self.model
         pooled = None
+        self.dense_embeddings = None
+        if self.pooled and cfg.stage != "2":
+            return self._encode_pooled(pixels, ids, mask, bags)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             if self.image_frozen and cfg.stage == "2":
                 with torch.no_grad():
@@ -236,8 +266,33 @@ class Trainer:
             text = model.encode_text(ids, mask)
         image, text = image.float(), text.float()
         if cfg.stage == "1":
-            bag = caption_token_mask(ids, mask, text.shape[1]) * self.model.keep_mask
+            bag_ids, bag_mask = bags if bags is not None else (ids, mask)
+            bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * self.model.keep_mask
             text = bag if cfg.stage1_text == "binary" else text * bag
+        return image, text, pooled
+
+    def _encode_pooled(
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        bags: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Heads on the dense model's own embeddings (== encode_image/encode_text): each tower runs
+        once, and its embedding is kept (``dense_embeddings``) for the distillation loss."""
+        model = self.model
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            image_embedding = model.image_embedding(pixels)
+            text_embedding = model.text_embedding(ids, mask)
+            pooled = model.image_head(image_embedding).float()
+            text_logits = model.text_head(text_embedding).float()
+        self.dense_embeddings = (image_embedding.detach().float(), text_embedding.detach().float())
+        image = torch.log1p(torch.relu(pooled)) * model.keep_mask
+        text = torch.log1p(torch.relu(text_logits)) * model.keep_mask
+        if self.config.stage == "1":
+            bag_ids, bag_mask = bags if bags is not None else (ids, mask)
+            bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * model.keep_mask
+            text = bag if self.config.stage1_text == "binary" else text * bag
         return image, text, pooled
 
     def _encode_views(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -267,16 +322,19 @@ class Trainer:
         ids: torch.Tensor,
         mask: torch.Tensor,
         views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        bags: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss parts for one (micro-)batch; ``total`` is what is back-propagated. ``views``: the
-        batch's short views (:meth:`sample_views`), scored against the batch's images."""
+        batch's short views (:meth:`sample_views`), scored against the batch's images. ``bags``: the
+        captions in the output vocabulary (when it is not the input tokenizer's)."""
         cfg, model = self.config, self.model
-        image, text, pooled = self._encode(pixels, ids, mask)
+        image, text, pooled = self._encode(pixels, ids, mask, bags)
         view_text = self._encode_views(views[0], views[1]) if views is not None else None
         grounding = cfg.grounding_weight > 0 and cfg.stage in ("3", "dense-to-sparse")
         tagging = cfg.tag_weight > 0 and pooled is not None and cfg.stage in TAGGING_STAGES
         if grounding or tagging:  # the caption's kept tokens, shared by both losses
-            bag = caption_token_mask(ids, mask, text.shape[1]) * model.keep_mask
+            bag_ids, bag_mask = bags if bags is not None else (ids, mask)
+            bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * model.keep_mask
         scores = model.similarity(image, text) / model.temperature
         parts = {"contrastive": contrastive_loss(scores)}
         total = parts["contrastive"]
@@ -303,6 +361,11 @@ class Trainer:
         if tagging:
             parts["tagging"] = token_tagging_loss(pooled, bag, model.keep_mask)
             total = total + cfg.tag_weight * parts["tagging"]
+        if cfg.distill_weight > 0 and self.dense_embeddings is not None:
+            dense_image, dense_text = self.dense_embeddings
+            teacher = dense_image @ dense_text.T * float(model.config.teacher_logit_scale or 100.0)
+            parts["distill"] = distillation_loss(scores, teacher)
+            total = total + cfg.distill_weight * parts["distill"]
         parts["total"] = total
         return parts
 
@@ -319,7 +382,10 @@ class Trainer:
                 idx = batch_indices(len(self.train_data), cfg.batch_size, batch_number, cfg.seed)
             pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in self.train_data.select(idx))
             views = self.sample_views(idx, batch_number) if self.views is not None else None
-            parts = self.compute_loss(pixels, ids, mask, views)
+            bags = self.train_data.select_bags(idx)
+            if bags is not None:
+                bags = (bags[0].to(self.device), bags[1].to(self.device))
+            parts = self.compute_loss(pixels, ids, mask, views, bags)
             self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / cfg.grad_accum

@@ -1,0 +1,177 @@
+"""Issue 11's defects in training on people's own data, each checked the way a user meets it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from stair_es_cli.main import main
+
+torch = pytest.importorskip("torch")
+
+from stair_es.training.batches import PairTensors  # noqa: E402
+from stair_es.training.evaluation import retrieval_metrics  # noqa: E402
+
+SMALL = ["--image-size", "32", "--patch-size", "8", "--hidden-size", "32", "--layers", "1"]
+
+
+class _Lookup(torch.nn.Module):
+    """Image vector = one-hot of the image's id, text vector = one-hot of the caption's image."""
+
+    def __init__(self, image_of_caption: dict[int, int], dim: int) -> None:
+        super().__init__()
+        self.image_of_caption, self.dim = image_of_caption, dim
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(pixels[:, 0, 0, 0].long(), self.dim).float()
+
+    def encode_text(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        images = torch.tensor([self.image_of_caption[int(i)] for i in ids[:, 0]])
+        return torch.nn.functional.one_hot(images, self.dim).float()
+
+
+def test_held_out_recall_with_several_captions_per_image_is_perfect_for_a_perfect_model() -> None:
+    """Defect 1: the log said t2i R@1 0.16 where `stair-es eval` said 0.88 (two captions per image)."""
+    images = [0, 0, 1, 1, 2, 2, 3, 3]  # four images, two different captions each
+    captions = ["a seven", "the number 7", "a one", "the number 1", "a two", "the number 2", "a six", "six"]
+    pixels = torch.zeros(len(images), 3, 2, 2)
+    pixels[:, 0, 0, 0] = torch.tensor(images, dtype=torch.float32)
+    ids = torch.arange(len(images)).unsqueeze(1)
+    data = PairTensors(pixels, ids, torch.ones_like(ids), captions)
+    data.image_ids = [str(i) for i in images]  # what load_pairs records from the manifest
+    model = _Lookup(dict(enumerate(images)), dim=4)
+    metrics = retrieval_metrics(model, data)
+    assert metrics["t2i_r1"] == 1.0 and metrics["i2t_r1"] == 1.0
+    assert metrics["eval_images"] == 4 and metrics["eval_captions"] == 8
+
+
+def _write_set(root: Path, count: int = 12) -> Path:
+    colours = ["red", "green", "blue", "yellow"]
+    rows = []
+    for i in range(count):
+        colour = colours[i % len(colours)]
+        Image.new("RGB", (32, 32), colour).save(root / f"{i}.png")
+        rows.append({"image": f"{i}.png", "caption": f"a {colour} square"})
+    manifest = root / "train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_corrupt_and_missing_images_are_skipped_counted_and_reported(tmp_path) -> None:
+    """Defect 2: one bad image stopped `train` with a traceback that did not name the file."""
+    manifest = _write_set(tmp_path)
+    (tmp_path / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with manifest.open("a") as handle:
+        handle.write(json.dumps({"image": "gone.png", "caption": "a lost square"}) + "\n")
+    failures = tmp_path / "failed.jsonl"
+    args = ["train", "--data", str(manifest), "--output", str(tmp_path / "m"), "--stage", "3", "--steps", "1",
+            "--batch-size", "4", "--failures", str(failures), *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 10, result.output
+    assert "Traceback" not in result.output
+    assert "3.png" in result.output and "gone.png" in result.output
+    rows = [json.loads(line) for line in failures.read_text().splitlines()]
+    assert sorted(Path(r["path"]).name for r in rows) == ["3.png", "gone.png"]
+    assert all(r["error"] and r["kind"] for r in rows)
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert record["failed_images"] == 2 and record["train_pairs"] == 11
+
+
+def test_no_decodable_image_is_one_line_and_exit_2(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    rows = [{"image": "a.png", "caption": "x"}, {"image": "b.png", "caption": "y"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["train", "--data", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "o"), "--steps", "1",
+            "--batch-size", "2", *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "no training image could be read" in result.output
+    assert "Traceback" not in result.output
+
+
+def _tiny_clip(path: Path) -> Path:
+    from stair_es.model.testing import save_tiny_clip
+
+    return save_tiny_clip(path, ["a red square", "a blue square", "a green square"])
+
+
+def test_text_checkpoint_pointing_at_a_clip_folder_is_refused(tmp_path) -> None:
+    """Defect 3: a CLIP folder as --text-checkpoint trained a random BERT on BPE tokens, exit 0."""
+    manifest = _write_set(tmp_path)
+    clip = _tiny_clip(tmp_path / "clip")
+    args = ["train", "--data", str(manifest), "--output", str(tmp_path / "m"), "--steps", "1",
+            "--batch-size", "4", "--text-checkpoint", str(clip), *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "--from-clip" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_vision_checkpoint_alone_in_dense_to_sparse_is_refused(tmp_path) -> None:
+    """Defect 3: the text tower stayed random *and frozen* without a word."""
+    manifest = _write_set(tmp_path)
+    clip = _tiny_clip(tmp_path / "clip")
+    args = ["train", "--data", str(manifest), "--output", str(tmp_path / "m"), "--steps", "1",
+            "--batch-size", "4", "--stage", "dense-to-sparse", "--vision-checkpoint", str(clip)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "text tower" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_bert_tokenizer_of_another_size_is_refused_up_front(tmp_path) -> None:
+    """Defect 3: a vocabulary of another size than the BERT's trained, then crashed at the end."""
+    from transformers import BertConfig, BertModel
+
+    from stair_es.model.tokenizer import build_wordpiece_tokenizer
+
+    manifest = _write_set(tmp_path)
+    tok = build_wordpiece_tokenizer(["red square"], vocab_size=1100)
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "vocab.txt").write_text(
+        "\n".join(t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])) + "\n"
+    )
+    config = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "bert")
+    args = ["train", "--data", str(manifest), "--output", str(tmp_path / "m"), "--steps", "1",
+            "--batch-size", "4", "--stage", "3", "--text-checkpoint", str(tmp_path / "bert"), *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "1100" in result.output and "1000" in result.output
+    assert not (tmp_path / "m" / "stages").exists()  # refused before any training
+
+
+def test_train_and_eval_read_csv_manifests(tmp_path) -> None:
+    """Defect 5: `index images` took a CSV manifest that `train` and `eval` refused."""
+    from stair_es.data.readers import read_pairs
+
+    _write_set(tmp_path)
+    lines = ["image,caption"] + [f"{i}.png,a {'red' if i % 2 else 'blue'} square" for i in range(8)]
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    pairs = read_pairs(tmp_path / "pairs.csv")
+    assert [p.image.name for p in pairs] == [f"{i}.png" for i in range(8)]
+    assert pairs[1].caption == "a red square" and pairs[0].image.parent == tmp_path
+    args = ["train", "--data", str(tmp_path / "pairs.csv"), "--output", str(tmp_path / "m"), "--stage", "3",
+            "--steps", "1", "--batch-size", "4", "--quiet", *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    from stair_es.eval.datasets import load_retrieval_set
+
+    assert len(load_retrieval_set(tmp_path / "pairs.csv").images) == 8
+
+
+def test_final_train_seconds_cover_every_stage(tmp_path) -> None:
+    """Defect 5: train_seconds said 48 s for a 151 s run (only the last stage was counted)."""
+    result = CliRunner().invoke(
+        main, ["train", "--preset", "tiny", "--output", str(tmp_path / "m"), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "m" / "training.json").read_text())
+    stage_seconds = [s["metrics"]["train_seconds"] for s in record["stages"]]
+    assert len(stage_seconds) == 3
+    assert record["final_metrics"]["train_seconds"] == pytest.approx(sum(stage_seconds), abs=0.05)
+    assert record["final_metrics"]["train_seconds"] <= record["total_seconds"]
