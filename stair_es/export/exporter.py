@@ -35,9 +35,10 @@ from stair_es.export.parity import (
 from stair_es.runtime.images import ImagePreprocessing
 from stair_es.runtime.manifest import MANIFEST_NAME, Manifest
 from stair_es.runtime.sessions import create_session
-from stair_es.runtime.tokenizer import TextTokenizer, file_sha256
+from stair_es.runtime.tokenizer import TextTokenizer, file_sha256, read_vocab_file, vocabulary_hash
 
 TOWERS = ("image", "text")
+OUTPUT_VOCAB_NAME = "output_vocab.txt"
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ModelSources:
     max_text_length: int
     model_id: str
     zeroed_token_ids: list[int] = field(default_factory=list)
+    output_vocab_path: Path | None = None  # separate output vocabulary (one token per line)
 
 
 def read_model_dir(model_dir: str | os.PathLike, model_id: str | None = None) -> ModelSources:
@@ -71,12 +73,16 @@ def read_model_dir(model_dir: str | os.PathLike, model_id: str | None = None) ->
     weights = root / "model.safetensors"
     digest = file_sha256(weights)[:12] if weights.is_file() else "unknown"
     zeroed = config.get("zeroed_token_ids", config.get("zero_token_ids", []))
+    output_vocab = root / config["output_vocab_file"] if config.get("output_vocab_file") else None
+    if output_vocab is not None and not output_vocab.is_file():
+        raise ModelError(f"{root}: output vocabulary {output_vocab.name} is missing")
     return ModelSources(
         tokenizer_path=root / "tokenizer.json",
         preprocessing=ImagePreprocessing.from_dict(image),
         max_text_length=int(max_len),
         model_id=model_id or f"{root.resolve().name}-{digest}",
         zeroed_token_ids=[int(i) for i in zeroed or []],
+        output_vocab_path=output_vocab,
     )
 
 
@@ -141,7 +147,8 @@ def export_module(
     if opset < 17:
         raise UsageError(f"opset {opset} is too old: LayerNormalization needs opset >= 17")
     tokenizer = TextTokenizer.from_file(sources.tokenizer_path, sources.max_text_length)
-    vocab_size = _model_vocab_size(model, tokenizer)
+    names = read_vocab_file(sources.output_vocab_path) if sources.output_vocab_path else tokenizer.tokens
+    vocab_size = _model_vocab_size(model, len(names))
     if top_k is not None and not 0 < top_k <= vocab_size:
         raise UsageError(f"--top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
 
@@ -217,11 +224,15 @@ def export_module(
             raise ModelError(f"parity check failed, nothing written to {out}: {'; '.join(failures)}")
 
         shutil.copyfile(sources.tokenizer_path, staging / "tokenizer.json")
+        names_file = None
+        if sources.output_vocab_path is not None:
+            names_file = OUTPUT_VOCAB_NAME
+            shutil.copyfile(sources.output_vocab_path, staging / names_file)
         manifest = Manifest(
             root=out,
             model_id=sources.model_id,
             vocab_size=vocab_size,
-            vocab_hash=tokenizer.vocab_hash,
+            vocab_hash=vocabulary_hash(names),
             tokenizer_file="tokenizer.json",
             tokenizer_sha256=file_sha256(staging / "tokenizer.json"),
             max_text_length=sources.max_text_length,
@@ -233,6 +244,8 @@ def export_module(
             graphs=graphs,
             parity=parity,
             exporter=_exporter_info(opset, exporters, staging, graphs),
+            output_vocab_file=names_file,
+            output_vocab_sha256=file_sha256(staging / names_file) if names_file else None,
         )
         manifest.write(staging)
         _move_into_place(staging, out)
@@ -285,13 +298,12 @@ def _as_numpy(outputs: Any) -> tuple[np.ndarray, ...]:
     return tuple(t.detach().cpu().numpy() for t in outputs)
 
 
-def _model_vocab_size(model: torch.nn.Module, tokenizer: TextTokenizer) -> int:
+def _model_vocab_size(model: torch.nn.Module, names: int) -> int:
+    """The graphs' output width; it must equal the number of token names (tokenizer or output vocab)."""
     config = getattr(model, "config", None)
-    size = getattr(config, "vocab_size", None) or tokenizer.vocab_size
-    if size != tokenizer.vocab_size:
-        raise ModelError(
-            f"model vocabulary ({size}) and tokenizer.json ({tokenizer.vocab_size}) differ in size"
-        )
+    size = getattr(config, "vocab_size", None) or names
+    if size != names:
+        raise ModelError(f"model vocabulary ({size}) and its token names ({names}) differ in size")
     return int(size)
 
 

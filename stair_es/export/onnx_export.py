@@ -218,11 +218,19 @@ def quantize_int8(
     Convolutions (the ViT patch embedding) stay fp32: onnxruntime's ConvInteger is slower than its
     fp32 convolution on CPU and the patch embedding is a tiny share of the FLOPs.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    model = onnx.load(str(src))
+    # The dynamo exporter records value_info for weights too; the quantizer transposes the weight of
+    # a Gemm (a Linear on 2-D input, e.g. a pooled head) in place and then trips over the stale shape.
+    weights = {t.name for t in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
     with _quiet():
         quantize_dynamic(
-            str(src),
+            model,
             str(dst),
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Gemm"],

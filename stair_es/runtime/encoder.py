@@ -33,7 +33,7 @@ from stair_es.runtime.sessions import (
     cuda_unavailable_reason,
     import_onnxruntime,
 )
-from stair_es.runtime.tokenizer import TextTokenizer, file_sha256
+from stair_es.runtime.tokenizer import TextTokenizer, file_sha256, read_vocab_file, vocabulary_hash
 from stair_es.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ class Encoder:
         self.max_image_pixels = max_image_pixels
         self.spin = spin
         self.tokenizer = self._load_tokenizer(manifest)
-        self.tokens: list[str] = self.tokenizer.tokens
+        # the names of the output dimensions: the output vocabulary, or the tokenizer's own
+        self.tokens: list[str] = self._load_output_vocab(manifest) or self.tokenizer.tokens
         self._sessions: dict[str, tuple[Any, ProviderInfo, str]] = {}
         self._sessions_lock = threading.Lock()
 
@@ -327,6 +328,8 @@ class Encoder:
         if file_sha256(path) != manifest.tokenizer_sha256:
             raise ModelError(f"{path}: tokenizer.json does not match the manifest hash (file replaced?)")
         tokenizer = TextTokenizer.from_file(path, manifest.max_text_length)
+        if manifest.output_vocab_file:  # the input has its own vocabulary; the outputs are named apart
+            return tokenizer
         if tokenizer.vocab_size != manifest.vocab_size:
             raise ModelError(
                 f"{path}: tokenizer has {tokenizer.vocab_size} tokens but the graphs output {manifest.vocab_size}"
@@ -334,6 +337,25 @@ class Encoder:
         if tokenizer.vocab_hash != manifest.vocab_hash:
             raise ModelError(f"{path}: tokenizer vocabulary hash does not match the manifest")
         return tokenizer
+
+    @staticmethod
+    def _load_output_vocab(manifest: Manifest) -> list[str] | None:
+        """The output vocabulary's tokens, checked against the manifest (None when there is none)."""
+        path = manifest.output_vocab_path
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ModelError(f"{path}: output vocabulary listed in the manifest is missing")
+        if file_sha256(path) != manifest.output_vocab_sha256:
+            raise ModelError(f"{path}: output vocabulary does not match the manifest hash (file replaced?)")
+        tokens = read_vocab_file(path)
+        if len(tokens) != manifest.vocab_size:
+            raise ModelError(
+                f"{path}: {len(tokens)} output tokens but the graphs output {manifest.vocab_size}"
+            )
+        if vocabulary_hash(tokens) != manifest.vocab_hash:
+            raise ModelError(f"{path}: output vocabulary hash does not match the manifest")
+        return tokens
 
 
 def load_encoder(

@@ -19,7 +19,9 @@ from stair_es.runtime.images import ImagePreprocessing
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "stair-es-onnx"
-FORMAT_VERSION = 1
+# 2: the text input tokenizer and the output vocabulary are separate files ("output_vocabulary");
+# exports without one stay version 1, so older readers keep reading them
+FORMAT_VERSION = 2
 PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUT_KINDS = ("dense", "topk")
 
@@ -43,13 +45,17 @@ class Manifest:
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> {"image": f, "text": f}
     parity: dict[str, Any] = field(default_factory=dict)
     exporter: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
+    # the output vocabulary (one token per line, id = line number) when the text input is tokenized
+    # with another tokenizer (a CLIP BPE); None: the tokenizer's vocabulary names the outputs
+    output_vocab_file: str | None = None
+    output_vocab_sha256: str | None = None
 
     # io -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": FORMAT_NAME,
-            "format_version": self.format_version,
+            "format_version": 2 if self.output_vocab_file else self.format_version,
             "model_id": self.model_id,
             "vocab_size": self.vocab_size,
             "vocab_hash": self.vocab_hash,
@@ -63,6 +69,9 @@ class Manifest:
             "parity": self.parity,
             "exporter": self.exporter,
         }
+        if self.output_vocab_file:
+            data["output_vocabulary"] = {"file": self.output_vocab_file, "sha256": self.output_vocab_sha256}
+        return data
 
     def write(self, directory: str | os.PathLike | None = None) -> Path:
         path = Path(directory or self.root) / MANIFEST_NAME
@@ -92,6 +101,7 @@ class Manifest:
             )
         try:
             output = data.get("output", {})
+            names = data.get("output_vocabulary") or {}
             manifest = cls(
                 root=file.parent,
                 model_id=str(data["model_id"]),
@@ -109,6 +119,8 @@ class Manifest:
                 parity=dict(data.get("parity") or {}),
                 exporter=dict(data.get("exporter") or {}),
                 format_version=version,
+                output_vocab_file=str(names["file"]) if names else None,
+                output_vocab_sha256=str(names["sha256"]) if names else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{file}: manifest is missing or has a bad field ({exc!r})") from exc
@@ -138,3 +150,7 @@ class Manifest:
     @property
     def tokenizer_path(self) -> Path:
         return self.root / self.tokenizer_file
+
+    @property
+    def output_vocab_path(self) -> Path | None:
+        return self.root / self.output_vocab_file if self.output_vocab_file else None

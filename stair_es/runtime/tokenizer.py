@@ -15,7 +15,9 @@ from tokenizers import Tokenizer
 
 from stair_es.errors import ModelError
 
-PAD_CANDIDATES = ("[PAD]", "<pad>", "<PAD>")
+# CLIP tokenizers have no pad token and pad with the end-of-text token (the text tower pools the
+# first one, so padding after it changes nothing)
+PAD_CANDIDATES = ("[PAD]", "<pad>", "<PAD>", "<|endoftext|>")
 
 
 def vocabulary_hash(tokens: list[str]) -> str:
@@ -25,6 +27,14 @@ def vocabulary_hash(tokens: list[str]) -> str:
         digest.update(token.encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def read_vocab_file(path: str | os.PathLike) -> list[str]:
+    """A vocabulary file, one token per line (id = line number), as ``vocab.txt`` files are."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable output vocabulary ({exc})") from exc
 
 
 def file_sha256(path: str | os.PathLike) -> str:
