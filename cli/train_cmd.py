@@ -208,6 +208,21 @@ def make_synthetic(
 @click.option("--max-pairs", type=int, default=None, help="Use at most this many training pairs.")
 @click.option("--eval-every", type=int, default=0, show_default=True, help="Steps between held-out evals.")
 @click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between checkpoints.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Processes decoding training images during training; 0 decodes all into memory first  "
+    "[default: in memory when the decoded images fit in 2 GiB, else up to 8 workers].",
+)
+@click.option("--augment", is_flag=True, help="Random crops (70-100% of the image, no flips) while training.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Autocast: auto = bf16 on CUDA (fp16 where bf16 is missing), fp32 on CPU.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --output.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
@@ -225,14 +240,24 @@ def train(**opts: object) -> None:
 
     import torch
 
+    from stair_es.training import distributed
     from stair_es.training.cli_support import run_train_command
     from stair_es.training.recipes import auto_threads
 
-    torch.set_num_threads(int(opts["threads"] or auto_threads()))  # type: ignore[call-overload]
+    info = distributed.init_from_env(str(opts["device"]))  # torchrun: one process per device
+    threads = int(opts["threads"] or max(1, auto_threads() // info.world_size))  # type: ignore[call-overload]
+    torch.set_num_threads(threads)
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
     as_json = opts.pop("as_json")
     ctx = click.get_current_context()
-    record = run_train_command({**opts, "command": _command_line(ctx)}, log)
+    if not info.is_main:
+        log = lambda _m: None  # noqa: E731 - rank 0 speaks for the job
+    try:
+        record = run_train_command({**opts, "command": _command_line(ctx)}, log)
+    finally:
+        distributed.shutdown()
+    if not info.is_main:
+        return
     failed = int(record.get("failed_images") or 0)
     if as_json:
         summary = {"output": str(opts["output"]), "final_metrics": record["final_metrics"], "failed_images": failed}

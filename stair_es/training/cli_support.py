@@ -11,6 +11,7 @@ from stair_es.data.readers import read_pairs
 from stair_es.errors import UsageError
 from stair_es.model.modeling import StairModel
 from stair_es.training.recipes import PRESETS, ModelSize, build_model, run_stages, three_stage, train_preset
+from stair_es.training.streaming import DataOptions
 from stair_es.training.trainer import TrainConfig
 
 DEFAULT_STEPS = 500
@@ -80,6 +81,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             hard_negative_fraction=opts["hard_negatives"],
             seed=opts["seed"],
             device=opts["device"],
+            precision=opts.get("precision") or "auto",
             eval_every=opts["eval_every"],
             checkpoint_every=opts["checkpoint_every"],
         )
@@ -116,7 +118,10 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
         "output_vocab": str(opts["output_vocab"]) if opts.get("output_vocab") else None,
     }
     failures = opts.get("failures")
-    return run_stages(model, stages, train_pairs, eval_pairs, output, log, opts["resume"], metadata, failures)
+    data_options = DataOptions(opts.get("workers"), bool(opts.get("augment")))
+    return run_stages(
+        model, stages, train_pairs, eval_pairs, output, log, opts["resume"], metadata, failures, data_options
+    )
 
 
 def check_checkpoint_options(opts: dict[str, Any], log: Callable[[str], None]) -> None:

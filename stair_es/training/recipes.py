@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,9 @@ from stair_es.errors import UsageError
 from stair_es.model.config import StairConfig
 from stair_es.model.modeling import StairModel
 from stair_es.model.tokenizer import DEFAULT_STOP_WORDS, build_wordpiece_tokenizer, zeroed_token_ids
+from stair_es.training import distributed
 from stair_es.training.batches import PairTensors, load_pairs
+from stair_es.training.streaming import DataOptions, StreamingPairs, stream_pairs
 from stair_es.training.trainer import TrainConfig, Trainer
 
 # Fraction of the total steps per stage. The digest's first guess was 40/20/40; on the synthetic set
@@ -232,6 +233,7 @@ def run_stages(
     resume: bool = False,
     metadata: dict[str, Any] | None = None,
     failures_path: str | Path | None = None,
+    data_options: DataOptions | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` through ``stages`` and save it to ``output_dir`` with ``training.json``.
 
@@ -241,7 +243,8 @@ def run_stages(
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda _m: None)
     started = time.perf_counter()
-    train_data, eval_data, failed = load_training_data(model, train_pairs, eval_pairs, log, failures_path)
+    train_data, eval_data = load_training_data(model, train_pairs, eval_pairs, log, data_options)
+    report_failures(train_data, eval_data, failures_path, log)
     log(f"data: {len(train_data)} training pairs, {len(eval_data) if eval_data else 0} held-out pairs")
     too_big = max((s.batch_size for s in stages), default=0)
     if too_big > len(train_data):
@@ -259,12 +262,15 @@ def run_stages(
         trainer = Trainer(model, stage, train_data, eval_data, out, log)
         metrics = trainer.train(resume=resume)
         result = {"number": number, "config": asdict(stage), "metrics": metrics}
-        model.save_pretrained(stage_dir)
-        (stage_dir / "stage_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        if distributed.current().is_main:  # every process holds the same weights
+            model.save_pretrained(stage_dir)
+            (stage_dir / "stage_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        distributed.barrier()
         results.append(result)
     final = dict(results[-1]["metrics"]) if results else {}
     if results:  # the whole run, not the last stage's share of it
         final["train_seconds"] = round(sum(r["metrics"].get("train_seconds", 0.0) for r in results), 2)
+    failed = report_failures(train_data, eval_data, failures_path, log, final=True)
     record = {
         **(metadata or {}),
         "stages": results,
@@ -278,7 +284,8 @@ def run_stages(
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    model.save_pretrained(out, extra_files={"training.json": record})
+    if distributed.current().is_main:
+        model.save_pretrained(out, extra_files={"training.json": record})
     return record
 
 
@@ -287,35 +294,59 @@ def load_training_data(
     train_pairs: Sequence[CaptionedImage],
     eval_pairs: Sequence[CaptionedImage] | None,
     log: Callable[[str], None],
-    failures_path: str | Path | None = None,
-) -> tuple[PairTensors, PairTensors | None, int]:
-    """Training and held-out tensors for ``model`` (captions also in its output vocabulary when that
-    is not the input tokenizer's) and the number of images left out as unreadable."""
-    max_len = model.config.max_text_length
-    load = partial(
-        load_pairs,
-        tokenizer=model.tokenizer,
-        preprocessor_config=model.preprocessor_config,
-        max_text_length=max_len,
-        bag_tokenizer=model.output_tokenizer,
-    )
-    train_data = load(train_pairs)
-    eval_data = load(eval_pairs) if eval_pairs else None
+    options: DataOptions | None = None,
+) -> tuple[PairTensors | StreamingPairs, PairTensors | None]:
+    """Training and held-out data for ``model`` (captions also in its output vocabulary when that is
+    not the input tokenizer's). Training images are decoded into memory once when they fit
+    (:data:`~stair_es.training.streaming.IN_MEMORY_BYTES`), else by decode worker processes."""
+    options = options or DataOptions()
+    common = {
+        "tokenizer": model.tokenizer,
+        "preprocessor_config": model.preprocessor_config,
+        "max_text_length": model.config.max_text_length,
+        "bag_tokenizer": model.output_tokenizer,
+    }
+    train_data: PairTensors | StreamingPairs
+    if options.streams(train_pairs, model.preprocessor_config):
+        workers = options.worker_count()
+        log(
+            f"decoding training images in {workers} worker processes"
+            + (" with random crops" if options.augment else "")
+        )
+        train_data = stream_pairs(train_pairs, **common, augment=options.augment, workers=workers)
+    else:
+        train_data = load_pairs(train_pairs, **common)
+    eval_data = load_pairs(eval_pairs, **common) if eval_pairs else None
+    if len(train_data) == 0:
+        first = train_data.failures[0].error if train_data.failures else "none listed"
+        raise UsageError(
+            f"no training image could be read ({len(train_data.failures)} failed; first: {first})"
+        )
+    return train_data, eval_data
+
+
+def report_failures(
+    train_data: PairTensors | StreamingPairs,
+    eval_data: PairTensors | None,
+    failures_path: str | Path | None,
+    log: Callable[[str], None],
+    final: bool = False,
+) -> int:
+    """Log the images left out (one line each, once) and write them to ``failures_path`` (JSONL);
+    returns how many. Called after loading, and again at the end (decode workers may find more)."""
     failures = train_data.failures + (eval_data.failures if eval_data else [])
-    for failure in failures:
-        log(f"skipped {failure.path}: {failure.error.removeprefix(failure.path + ': ')} ({failure.kind})")
-    if failures_path is not None:
+    if not final:
+        for failure in failures:
+            log(f"skipped {failure.path}: {failure.error.removeprefix(failure.path + ': ')} ({failure.kind})")
+    if failures_path is not None and distributed.current().is_main:
         Path(failures_path).parent.mkdir(parents=True, exist_ok=True)
         with Path(failures_path).open("w", encoding="utf-8") as handle:
             for failure in failures:
                 handle.write(json.dumps(failure.to_dict()) + "\n")
-    if failures:
-        log(f"{len(failures)} images could not be read and were left out" + (
-            f" (listed in {failures_path})" if failures_path else " (--failures FILE lists them)"))  # fmt: skip
-    if len(train_data) == 0:
-        raise UsageError(f"no training image could be read ({len(failures)} failed; first: {failures[0].error})"
-                         if failures else "no training pairs")  # fmt: skip
-    return train_data, eval_data, len(failures)
+    if failures and final:
+        where = f" (listed in {failures_path})" if failures_path else " (--failures FILE lists them)"
+        log(f"{len(failures)} images could not be read and were left out{where}")
+    return len(failures)
 
 
 def train_preset(

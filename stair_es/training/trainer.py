@@ -16,6 +16,7 @@ Stage semantics (what makes the tokens grounded):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -30,7 +31,8 @@ from torch import nn
 
 from stair_es.errors import UsageError
 from stair_es.model.modeling import caption_token_mask, tokenize
-from stair_es.training.batches import HardNegativeSampler, PairTensors, batch_indices
+from stair_es.training import distributed
+from stair_es.training.batches import HardNegativeSampler, PairTensors
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
 from stair_es.training.losses import (
     contrastive_loss,
@@ -40,11 +42,13 @@ from stair_es.training.losses import (
     quadratic_ramp,
     token_tagging_loss,
 )
+from stair_es.training.parallel import MicroBatches, resolve_precision, wrap_ddp
 from stair_es.training.views import ShortViews
 
 STAGES = ("1", "2", "3", "dense-to-sparse", "dense")
 TAGGING_STAGES = ("1", "3", "dense-to-sparse")  # the stages where the image token head learns
 STATE_FILE = "trainer_state.pt"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -85,7 +89,8 @@ class TrainConfig:
     unfreeze_last_blocks: int = 0
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # CUDA only; CPU runs fp32
+    amp: bool = True  # False: fp32 everywhere (same as precision "fp32")
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16 (CUDA)
     log_every: int = 20
     eval_every: int = 0  # 0: evaluate once at the end
     checkpoint_every: int = 0  # 0: no intermediate checkpoints
@@ -106,6 +111,8 @@ class TrainConfig:
             raise UsageError(f"short_view_weight must be >= 0, got {self.short_view_weight}")
         if self.distill_weight < 0:
             raise UsageError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -134,12 +141,10 @@ class Trainer:
         self.model, self.config, self.train_data, self.eval_data = model, config, train_data, eval_data
         self.output_dir = Path(output_dir) if output_dir else None
         self.log = log or (lambda _msg: None)
-        self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
-        )
+        self.dist = distributed.current()
+        self.device = distributed.device_for(config.device)
         self.model.to(self.device)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.use_amp, self.amp_dtype = resolve_precision(config, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.image_frozen = config.stage in ("2", "dense-to-sparse")
         self.trainable = self._configure_trainable()
@@ -170,6 +175,8 @@ class Trainer:
             raise UsageError("distillation needs a model with pooled heads on a dense model (--from-clip)")
         self.tokenizer = getattr(model, "tokenizer", None) or tokenizer
         self.views = self._short_views() if config.short_view_weight > 0 else None
+        self.batches = MicroBatches(train_data, config, self.dist, self.sampler, self.log)
+        self.ddp = wrap_ddp(self.model, self.compute_loss, self.device) if self.dist.enabled else None
 
     def _short_views(self) -> ShortViews:
         from stair_es.model.tokenizer import DEFAULT_STOP_WORDS
@@ -375,18 +382,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
-            batch_number = self.step * cfg.grad_accum + micro
-            if self.sampler is not None:
-                idx = self.sampler.indices(cfg.batch_size, batch_number, cfg.seed, cfg.hard_negative_fraction)
-            else:
-                idx = batch_indices(len(self.train_data), cfg.batch_size, batch_number, cfg.seed)
-            pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in self.train_data.select(idx))
+            batch_number = self.batches.number(self.step, micro)
+            idx, pixels, ids, mask = self.batches.take(batch_number)
+            pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in (pixels, ids, mask))
             views = self.sample_views(idx, batch_number) if self.views is not None else None
             bags = self.train_data.select_bags(idx)
             if bags is not None:
                 bags = (bags[0].to(self.device), bags[1].to(self.device))
-            parts = self.compute_loss(pixels, ids, mask, views, bags)
-            self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
+            last = micro == cfg.grad_accum - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+                parts = (self.ddp or self.compute_loss)(pixels, ids, mask, views, bags)
+                self.scaler.scale(parts["total"] / cfg.grad_accum).backward()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / cfg.grad_accum
         self.scaler.unscale_(self.optimizer)
@@ -404,6 +410,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if resume:
             self.resume_from_latest()
+        self.batches.open(self.step)
         started, window_start, window_steps = time.perf_counter(), time.perf_counter(), 0
         running: dict[str, float] = {}
         while self.step < cfg.steps:
@@ -427,12 +434,13 @@ class Trainer:
                 self.evaluate()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
+        self.batches.close()  # stops the decode workers
         metrics = self.evaluate() if self.eval_data is not None else {}
         metrics["train_seconds"] = round(time.perf_counter() - started, 2)
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        if self.eval_data is None:
+        if self.eval_data is None or not self.dist.is_main:  # rank 0 evaluates for everyone
             return {}
         metrics = retrieval_metrics(
             self.model, self.eval_data, self.vocab if self.config.stage != "dense" else None
@@ -452,6 +460,8 @@ class Trainer:
         return dict(metrics)
 
     def _record(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         self.history.append(record)
         self.log(describe_record(record, self.config.steps))  # people read this; the JSON goes to the file
         if self.output_dir is not None:
@@ -468,6 +478,8 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Model directory + optimizer/scheduler/scaler/step; keeps the newest ``keep_checkpoints``."""
         path = self._checkpoint_root() / f"step-{self.step:07d}"
+        if not self.dist.is_main:  # every process holds the same weights; rank 0 writes them
+            return path
         path.mkdir(parents=True, exist_ok=True)
         if hasattr(self.model, "save_pretrained"):
             self.model.save_pretrained(path)
