@@ -194,6 +194,20 @@ def read_pairs(
     return pairs
 
 
+def is_karpathy_split_file(path: str | Path) -> bool:
+    """A Karpathy ``dataset_*.json``: top-level ``images`` with per-image ``split`` (COCO captions files
+    have ``annotations``); read from the head of the file only."""
+    path = Path(path)
+    if path.suffix != ".json" or not path.is_file():
+        return False
+    try:
+        with path.open(encoding="utf-8") as handle:
+            head = handle.read(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return '"images"' in head and '"split"' in head and '"annotations"' not in head
+
+
 def _resolve(root: Path, image: str) -> Path:
     p = Path(image)
     return p if p.is_absolute() else root / p

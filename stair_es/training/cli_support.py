@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from stair_es.data.readers import read_pairs
+from stair_es.data.readers import is_karpathy_split_file, read_pairs
 from stair_es.errors import UsageError
 from stair_es.model.modeling import StairModel
 from stair_es.training.recipes import PRESETS, ModelSize, build_model, run_stages, three_stage, train_preset
@@ -38,7 +38,13 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
     opts["stage"] = opts.get("stage") or ("dense-to-sparse" if from_clip else "all")
     check_checkpoint_options(opts, log)
 
-    train_pairs = read_pairs(opts["data"], opts["image_root"], opts["split"])
+    split = opts["split"]
+    if split is None and is_karpathy_split_file(opts["data"]):
+        split = "train"  # a Karpathy file holds the val and test images too: never train on them silently
+        log(
+            f"{opts['data']}: Karpathy split file, training on split 'train' (restval included; --split to change)"
+        )
+    train_pairs = read_pairs(opts["data"], opts["image_root"], split)
     if opts["max_pairs"]:
         train_pairs = train_pairs[: opts["max_pairs"]]
     eval_source = opts["eval_data"] or (opts["data"] if opts["eval_split"] else None)
