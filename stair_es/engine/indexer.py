@@ -304,10 +304,13 @@ class Indexer:
             kinds.append(kind)
         if doc.caption:
             source[CAPTION_FIELD] = doc.caption
-        if not kinds:
+        if not kinds and not doc.caption:
             raise ValueError("no token with a positive finite weight (nothing searchable)")
         has_text = "text" in kinds or bool(doc.caption)
-        source["modality"] = "image+text" if "image" in kinds and has_text else kinds[0]
+        if kinds:
+            source["modality"] = "image+text" if "image" in kinds and has_text else kinds[0]
+        else:  # an empty token map: the caption alone still finds the document (BM25, hybrid)
+            source["modality"] = "image" if doc.image_tokens is not None else "text"
         for name in META_FIELDS:
             value = getattr(doc, name)
             if value is not None:

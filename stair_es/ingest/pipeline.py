@@ -301,6 +301,8 @@ def index_images(
                 fail(loaded.item.display, kind, reason, "decode", content_hash=loaded.content_hash)
                 continue
             doc = _image_document(loaded, result.vector)
+            if result.vector is not None and len(result.vector) == 0 and loaded.item.caption:
+                report.caption_only += 1
             if options.encode_captions and loaded.item.caption:
                 t2 = time.perf_counter()
                 doc.text_tokens = encoder.encode_texts([loaded.item.caption])[0]

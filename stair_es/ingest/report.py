@@ -72,6 +72,7 @@ class RunReport:
     interrupted: bool = False
     stopped: str | None = None  # why the load stopped early (the engine refused or went away)
     encoded: int = 0  # handed to the index so far (becomes indexed or failed when the load ends)
+    caption_only: int = 0  # images with an empty token map, indexed for their caption (BM25) alone
 
     @property
     def skipped(self) -> int:
@@ -121,6 +122,7 @@ class RunReport:
             "failed": self.failed,
             "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
             "not_reached": self.not_reached,
+            "caption_only": self.caption_only,
             "balanced": self.balanced,
             "seconds": round(self.seconds, 3),
             "items_per_second": round(self.items_per_second, 2),
@@ -151,6 +153,11 @@ class RunReport:
             + ", ".join(f"{k.replace('_', ' ')} {shares[k]:.0%}" for k in STAGES)
             + (f"; decode CPU {self.decode_cpu_seconds:.1f}s over workers" if self.kind == "images" else "")
         )
+        if self.caption_only:
+            lines.append(
+                f"{self.caption_only} {unit} had no token with a positive weight: indexed by their caption "
+                "only (found by BM25/hybrid search, not by sparse queries)"
+            )
         if self.failed:
             kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.failed_by_kind.most_common())
             where = f"; one line each in {self.failures_path}" if self.failures_path else ""
