@@ -28,7 +28,8 @@ def write_digits(
     out: str | Path, captions_per_image: int = 2, test_fraction: float = 0.2, size: int = 32, seed: int = 0
 ) -> dict[str, Path]:
     """PNG files (dark ink on white, ``size`` px) and ``train.jsonl``/``test.jsonl`` manifests with
-    ``captions_per_image`` captions each (the first templates); images are split, not captions."""
+    ``captions_per_image`` captions each (templates taken in turn, so with one caption some images say
+    "seven" and others "7"); images are split, not captions."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -43,7 +44,8 @@ def write_digits(
         Image.fromarray(ink, "L").resize((size, size), Image.Resampling.NEAREST).convert("RGB").save(
             out / name
         )
-        captions = [t.format(word=WORDS[label], digit=int(label)) for t in TEMPLATES[:captions_per_image]]
+        picked = [TEMPLATES[(index + j) % len(TEMPLATES)] for j in range(captions_per_image)]
+        captions = [t.format(word=WORDS[label], digit=int(label)) for t in picked]
         row = {"image": name, "caption": captions, "id": f"digit-{index}", "label": WORDS[label]}
         rows["test" if index in test else "train"].append(json.dumps(row))
     manifests = {}
