@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "engine": ("engine_cmd", "engine", "Start, stop and inspect the local OpenSearch/Elasticsearch node."),
     "make-synthetic": ("train_cmd", "make_synthetic", "Generate a seeded synthetic captioned image set."),
     "train": ("train_cmd", "train", "Train a STAIR model (stages 1-3, or dense-to-sparse)."),
+    "convert-open-clip": (
+        "train_cmd",
+        "convert_open_clip",
+        "Turn an open_clip checkpoint into a CLIPModel folder.",
+    ),
     "export": ("export_cmd", "export", "Export a trained model to ONNX with a manifest and parity report."),
     "encode": ("encode_cmd", "encode", "Encode texts or images to token->weight JSONL."),
     "index": ("index_cmd", "index", "Index image folders/manifests or text corpora into the engine."),

@@ -181,6 +181,13 @@ def make_synthetic(
     help="With --from-clip: weight of the loss matching the dense model's own in-batch ranking.  [default: 1.0]",
 )
 @click.option(
+    "--expansion-control",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="With --from-clip: chance (annealed to 0) that a step's text vectors keep only their caption's "
+    "own tokens, which keeps image tokens on caption words.  [default: 1.0]",
+)
+@click.option(
     "--failures",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -291,3 +298,30 @@ def _command_line(ctx: click.Context) -> str:
         else:
             parts.extend([flag, str(value)])
     return shlex.join(parts)
+
+
+@click.command("convert-open-clip")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--bpe-merges",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CLIP's BPE merges (bpe_simple_vocab_16e6.txt.gz) [default: the one in the open_clip package].",
+)
+@click.option(
+    "--quick-gelu/--no-quick-gelu",
+    default=None,
+    help="The towers' activation (OpenAI weights: QuickGELU) [default: from open_clip_config.json].",
+)
+def convert_open_clip(
+    checkpoint: Path, out_dir: Path, bpe_merges: Path | None, quick_gelu: bool | None
+) -> None:
+    """Write the Hugging Face CLIPModel folder of an open_clip ViT checkpoint (a folder with
+    open_clip_config.json + open_clip_pytorch_model.bin/open_clip_model.safetensors, or the weights file),
+    for `stair-es train --from-clip OUT_DIR`."""
+    from stair_es.errors import require
+
+    require("torch", "train", "the conversion")
+    from stair_es.model.open_clip_convert import convert
+
+    click.echo(f"wrote {convert(checkpoint, out_dir, bpe_merges, quick_gelu)}")

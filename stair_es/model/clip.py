@@ -59,7 +59,7 @@ def check_clip_folder(path: str | Path) -> None:
     if kind == "open_clip":
         raise UsageError(
             f"{root} is an open_clip checkpoint: convert it first with "
-            "`python -m stair_es.model.open_clip_convert CHECKPOINT OUT_DIR` (see README), then --from-clip OUT_DIR"
+            f"`stair-es convert-open-clip {root} CLIP_DIR`, then --from-clip CLIP_DIR"
         )
     if kind is None:
         raise UsageError(f"{root}: no readable config.json (expected a Hugging Face CLIPModel folder)")
@@ -287,9 +287,16 @@ def new_clip(
         return CLIPModel(config)
 
 
-def save_clip_folder(clip: Any, tokenizer: Any, out: str | Path, image_size: int) -> Path:
+def save_clip_folder(
+    clip: Any,
+    tokenizer: Any,
+    out: str | Path,
+    image_size: int,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+) -> Path:
     """Write a CLIPModel folder as Hugging Face does: weights, config, tokenizer.json and the
-    CLIPImageProcessor ``preprocessor_config.json`` (0.5 stats, as this project's fresh towers use)."""
+    CLIPImageProcessor ``preprocessor_config.json`` (default 0.5 stats, as this project's fresh towers use)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with _quiet_transformers():
@@ -318,8 +325,8 @@ def save_clip_folder(clip: Any, tokenizer: Any, out: str | Path, image_size: int
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
+        "image_mean": [float(v) for v in mean],
+        "image_std": [float(v) for v in std],
         "resample": 3,
     }
     (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")

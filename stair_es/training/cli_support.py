@@ -16,6 +16,7 @@ from stair_es.training.trainer import TrainConfig
 
 DEFAULT_STEPS = 500
 DEFAULT_DISTILL_WEIGHT = 1.0  # --from-clip: distil the dense model's own in-batch ranking
+DEFAULT_EXPANSION_CONTROL = 1.0  # --from-clip: text masked to caption tokens, chance annealed 1 -> 0
 
 
 def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -81,6 +82,9 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             grounding_weight=opts["grounding_weight"],
             tag_weight=opts["tag_weight"],
             pool_temperature=opts["pool_temperature"],
+            expansion_control=opts["expansion_control"]
+            if opts.get("expansion_control") is not None
+            else (DEFAULT_EXPANSION_CONTROL if opts.get("from_clip") else 0.0),
             distill_weight=opts["distill_weight"]
             if opts.get("distill_weight") is not None
             else (DEFAULT_DISTILL_WEIGHT if opts.get("from_clip") else 0.0),  # fmt: skip
@@ -132,10 +136,11 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
 
 def check_checkpoint_options(opts: dict[str, Any], log: Callable[[str], None]) -> None:
     """One clear line, before anything loads, for checkpoint options that cannot do what they say."""
-    from stair_es.model.clip import clip_folder_kind
+    from stair_es.model.clip import check_clip_folder, clip_folder_kind
 
     vision, text, stage = opts["vision_checkpoint"], opts["text_checkpoint"], opts["stage"]
     if opts.get("from_clip"):
+        check_clip_folder(opts["from_clip"])
         if vision or text or opts["init_model"] or opts["preset"]:
             raise UsageError(
                 "--from-clip brings both towers: drop --vision-checkpoint/--text-checkpoint/--init/--preset"

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,6 +86,10 @@ class TrainConfig:
     # dense-to-sparse on an aligned dual encoder (pooled heads): weight of the loss that makes the sparse
     # in-batch score distribution match the dense model's own (D2S distils the dense teacher this way)
     distill_weight: float = 0.0
+    # pooled heads (D2S): probability, annealed linearly to 0 over the stage, that a step's text vectors
+    # are masked to their caption's own tokens (D2S "expansion control"): the image side must then score
+    # with caption words, so its tokens stay grounded instead of becoming an arbitrary code
+    expansion_control: float = 0.0
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -111,6 +116,8 @@ class TrainConfig:
             raise UsageError(f"short_view_weight must be >= 0, got {self.short_view_weight}")
         if self.distill_weight < 0:
             raise UsageError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if not 0.0 <= self.expansion_control <= 1.0:
+            raise UsageError(f"expansion_control must be in [0, 1], got {self.expansion_control}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -296,10 +303,13 @@ class Trainer:
         self.dense_embeddings = (image_embedding.detach().float(), text_embedding.detach().float())
         image = torch.log1p(torch.relu(pooled)) * model.keep_mask
         text = torch.log1p(torch.relu(text_logits)) * model.keep_mask
-        if self.config.stage == "1":
+        cfg = self.config
+        chance = cfg.expansion_control * max(0.0, 1.0 - self.step / max(1, cfg.steps))
+        masked = chance > 0 and np.random.default_rng([cfg.seed, self.step, 17]).random() < chance
+        if cfg.stage == "1" or masked:
             bag_ids, bag_mask = bags if bags is not None else (ids, mask)
             bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * model.keep_mask
-            text = bag if self.config.stage1_text == "binary" else text * bag
+            text = bag if cfg.stage == "1" and cfg.stage1_text == "binary" else text * bag
         return image, text, pooled
 
     def _encode_views(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
