@@ -103,6 +103,20 @@ def make_synthetic(
 @click.option("--flops-image", type=float, default=1e-3, show_default=True, help="FLOPs weight, image side.")
 @click.option("--flops-text", type=float, default=5e-3, show_default=True, help="FLOPs weight, text side.")
 @click.option(
+    "--l1-image",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="L1 weight (total weight per vector), image side.",
+)
+@click.option(
+    "--l1-text",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="L1 weight, text side: ends long tails of tiny weights that FLOPs leaves (queries of hundreds of tokens).",
+)
+@click.option(
     "--flops-ramp",
     type=float,
     default=0.3,

@@ -175,3 +175,39 @@ def test_final_train_seconds_cover_every_stage(tmp_path) -> None:
     assert len(stage_seconds) == 3
     assert record["final_metrics"]["train_seconds"] == pytest.approx(sum(stage_seconds), abs=0.05)
     assert record["final_metrics"]["train_seconds"] <= record["total_seconds"]
+
+
+def _text_tokens_after(flops: float, l1: float) -> float:
+    import tempfile
+
+    from stair_es.data import SyntheticConfig, generate_synthetic, read_jsonl
+    from stair_es.model.testing import tiny_model
+    from stair_es.training.batches import load_pairs
+    from stair_es.training.trainer import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifests = generate_synthetic(Path(tmp), SyntheticConfig(num_images=48, seed=5, image_size=32))
+        model = tiny_model(seed=1, max_text_length=24)
+        data = load_pairs(read_jsonl(manifests["train"]), model.tokenizer, model.preprocessor_config, 24)
+    config = TrainConfig(stage="3", steps=25, batch_size=16, lr=3e-3, flops_image=flops, flops_text=flops,
+                         l1_text=l1, flops_ramp_fraction=0.2, seed=2)  # fmt: skip
+    Trainer(model, config, data).train()
+    model.eval()
+    with torch.no_grad():
+        return float((model.encode_text(data.input_ids, data.attention_mask) > 0).sum(1).float().mean())
+
+
+def test_l1_ends_the_long_tail_of_query_expansion_that_flops_leaves() -> None:
+    """Defect 4: a 3-word query expanded into 957 tokens; FLOPs barely penalises many tiny weights."""
+    flops_only = _text_tokens_after(1e-3, 0.0)
+    with_l1 = _text_tokens_after(1e-3, 0.05)
+    assert with_l1 < 0.3 * flops_only, (with_l1, flops_only)
+
+
+def test_training_warns_when_texts_expand_to_hundreds_of_tokens(tmp_path) -> None:
+    manifest = _write_set(tmp_path)
+    args = ["train", "--data", str(manifest), "--eval-data", str(manifest), "--output", str(tmp_path / "m"),
+            "--stage", "3", "--steps", "1", "--batch-size", "4", "--flops-text", "0", *SMALL]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: held-out texts expand to" in result.output and "--l1-text" in result.output

@@ -77,6 +77,8 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
             flops_image=opts["flops_image"],
             flops_text=opts["flops_text"],
             flops_ramp_fraction=opts["flops_ramp"],
+            l1_image=opts.get("l1_image") or 0.0,
+            l1_text=opts.get("l1_text") or 0.0,
             unfreeze_last_blocks=opts["unfreeze_last_blocks"],
             stage1_text=opts["stage1_text"],
             grounding_weight=opts["grounding_weight"],

@@ -34,6 +34,8 @@ from stair_es.training.trainer import TrainConfig, Trainer
 # Fraction of the total steps per stage. The digest's first guess was 40/20/40; on the synthetic set
 # (1000 steps, chosen on the validation split) 30/20/50 gave val R@1 0.60/0.62 against 0.54/0.57.
 STAGE_SPLIT = {"1": 0.3, "2": 0.2, "3": 0.5}
+# mean text tokens above which training warns: a query costs one clause per token
+QUERY_TOKENS_WARNING = 100
 
 
 @dataclass
@@ -271,6 +273,9 @@ def run_stages(
     if results:  # the whole run, not the last stage's share of it
         final["train_seconds"] = round(sum(r["metrics"].get("train_seconds", 0.0) for r in results), 2)
     failed = report_failures(train_data, eval_data, failures_path, log, final=True)
+    if final.get("active_text", 0.0) > QUERY_TOKENS_WARNING:
+        log(f"warning: held-out texts expand to {final['active_text']:.0f} tokens on average: every token is a "
+            "query clause (the engines allow 1024); train with --l1-text (e.g. 1e-3) or export with --prune-top-k")  # fmt: skip
     record = {
         **(metadata or {}),
         "stages": results,

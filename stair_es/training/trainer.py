@@ -68,6 +68,11 @@ class TrainConfig:
     flops_image: float = 1e-3
     flops_text: float = 1e-3
     flops_ramp_fraction: float = 0.3
+    # L1 (mean total weight per vector, ramped like FLOPs): FLOPs squares a token's batch mean, so a long
+    # tail of tiny weights costs almost nothing and never reaches zero (a 3-word query expanded to 957
+    # tokens); L1 pulls every weight down at the same rate and ends the tail
+    l1_image: float = 0.0
+    l1_text: float = 0.0
     hard_negative_fraction: float = 0.0  # share of each batch drawn as near-duplicate captions
     stage1_text: str = "binary"  # stage 1 text vector: "binary" caption token bag, or "learned" (tower x bag)
     grounding_weight: float = 0.0  # stage 3 / d2s: extra contrastive loss of images vs caption bags
@@ -108,8 +113,11 @@ class TrainConfig:
             raise UsageError("steps >= 1, batch size >= 2 and grad accumulation >= 1 are required")
         if self.stage1_text not in ("learned", "binary"):
             raise UsageError(f"stage1_text must be 'learned' or 'binary', got {self.stage1_text!r}")
-        if self.lr <= 0 or self.flops_image < 0 or self.flops_text < 0 or self.tag_weight < 0:
-            raise UsageError("the learning rate must be > 0, FLOPs and tagging weights >= 0")
+        if (
+            self.lr <= 0
+            or min(self.flops_image, self.flops_text, self.l1_image, self.l1_text, self.tag_weight) < 0
+        ):
+            raise UsageError("the learning rate must be > 0, FLOPs, L1 and tagging weights >= 0")
         if self.pool_temperature < 0:
             raise UsageError(f"pool_temperature must be >= 0, got {self.pool_temperature}")
         if self.short_view_weight < 0:
@@ -367,6 +375,9 @@ class Trainer:
             total = total + ramp * (
                 cfg.flops_image * parts["flops_image"] + cfg.flops_text * parts["flops_text"]
             )
+            if cfg.l1_image or cfg.l1_text:
+                parts["l1_image"], parts["l1_text"] = image.sum(dim=1).mean(), text.sum(dim=1).mean()
+                total = total + ramp * (cfg.l1_image * parts["l1_image"] + cfg.l1_text * parts["l1_text"])
             parts["active_image"] = (image > 0).sum(dim=1).float().mean()
             parts["active_text"] = (text > 0).sum(dim=1).float().mean()
             if view_text is not None:
