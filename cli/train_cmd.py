@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 STAGE_CHOICES = ["all", "1", "2", "3", "dense-to-sparse"]
 
@@ -180,7 +181,9 @@ def make_synthetic(
     "--from-clip",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A Hugging Face CLIPModel folder: both towers and its own tokenizer; sparse heads are trained "
-    "on its image/text embeddings (dense-to-sparse).",
+    "on its image/text embeddings (dense-to-sparse). Its defaults, for options not given: --steps 500 "
+    "--lr 2e-3 --flops-image/--flops-text 5e-2 --l1-image/--l1-text 3e-3 --tag-weight 1 "
+    "--distill-weight 1 --expansion-control 1.",
 )
 @click.option(
     "--output-vocab",
@@ -192,14 +195,14 @@ def make_synthetic(
     "--distill-weight",
     type=float,
     default=None,
-    help="With --from-clip: weight of the loss matching the dense model's own in-batch ranking.  [default: 1.0]",
+    help="With --from-clip: weight of the loss matching the dense model's own in-batch ranking.",
 )
 @click.option(
     "--expansion-control",
     type=click.FloatRange(0.0, 1.0),
     default=None,
     help="With --from-clip: chance (annealed to 0) that a step's text vectors keep only their caption's "
-    "own tokens, which keeps image tokens on caption words.  [default: 1.0]",
+    "own tokens, which keeps image tokens on caption words.",
 )
 @click.option(
     "--failures",
@@ -271,6 +274,11 @@ def train(**opts: object) -> None:
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
     as_json = opts.pop("as_json")
     ctx = click.get_current_context()
+    opts["explicit"] = {  # options typed on the command line (--from-clip fills in its own defaults)
+        p.name
+        for p in ctx.command.params
+        if ctx.get_parameter_source(p.name or "") == ParameterSource.COMMANDLINE
+    }
     if not info.is_main:
         log = lambda _m: None  # noqa: E731 - rank 0 speaks for the job
     try:
