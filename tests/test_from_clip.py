@@ -83,12 +83,15 @@ def test_train_from_clip_export_and_encode(clip_dir: Path, tmp_path: Path) -> No
     runner = CliRunner()
     args = ["train", "--from-clip", str(clip_dir), "--output-vocab", str(vocab), "--data", str(data),
             "--eval-data", str(data), "--output", str(tmp_path / "sparse"), "--steps", "3", "--batch-size", "8",
-            "--tag-weight", "1"]  # fmt: skip
+            "--tag-weight", "1", "--lr", "3e-3"]  # fmt: skip
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "sparse" / "training.json").read_text())
     assert [s["config"]["stage"] for s in record["stages"]] == ["dense-to-sparse"]
-    assert record["stages"][0]["config"]["distill_weight"] > 0
+    config = record["stages"][0]["config"]
+    assert config["distill_weight"] > 0 and config["expansion_control"] == 1.0  # --from-clip defaults
+    assert config["flops_image"] == 5e-2 and config["l1_text"] == 3e-3
+    assert config["steps"] == 3 and config["tag_weight"] == 1.0 and config["lr"] == 3e-3  # given: kept
     assert record["from_clip"] == str(clip_dir) and "--from-clip" in record["command"]
     logged = [json.loads(line) for line in (tmp_path / "sparse" / "train_log.jsonl").read_text().splitlines()]
     assert any("distill" in r and "tagging" in r and "grounding" in r for r in logged)
