@@ -6,7 +6,7 @@ seeded synthetic set with a byte-level BPE tokenizer trained on its captions, an
 CLIPModel folder (config.json, model.safetensors, tokenizer.json, preprocessor_config.json). Then,
 exactly as a user would:
 
-  stair-es train --from-clip CLIP_DIR --output-vocab vocab.txt --data train.jsonl --eval-data test.jsonl ...
+  stair-es train --from-clip CLIP_DIR --output-vocab vocab.txt --data train.jsonl --eval-data test.jsonl --steps N
   stair-es export SPARSE_DIR ONNX_DIR
   stair-es eval test.jsonl --model ONNX_DIR --relevance caption        (R@1 through the engine)
   stair-es index images COLLECTION --model ONNX_DIR                    (short queries, engine)
@@ -57,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d2s-steps", type=int, default=500, help="optimizer steps of --from-clip")
     p.add_argument(
         "--d2s-args",
-        default="--lr 2e-3 --flops-image 1e-2 --flops-text 1e-2 --tag-weight 1 --grounding-weight 1",
-        help="further `stair-es train --from-clip` options",
+        default="",
+        help="further `stair-es train --from-clip` options (default: none, i.e. --from-clip's own defaults)",
     )
     p.add_argument("--collection-images", type=int, default=2000, help="short-query collection size")
     p.add_argument("--collection-seed", type=int, default=4321)

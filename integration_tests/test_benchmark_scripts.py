@@ -94,3 +94,27 @@ def test_search_load_runs_concurrent_clients_for_both_modes(engine_url: str) -> 
         m = result["modes"][mode]
         assert m["queries"] > 0 and m["errors"] == 0 and m["p99_ms"] >= m["p50_ms"] > 0, m
     assert result["docs"] == 300 and result["errors"] == 0
+
+
+def test_quality_d2s_runs_end_to_end(engine_url: str, tmp_path: Path) -> None:
+    """Tiny sizes: a CLIPModel trained and saved, --from-clip, export, eval and short queries on the engine."""
+    result = _run(engine_url, "quality_d2s.py", "--json", "--num-images", "120", "--test-images", "20",
+                  "--dense-steps", "4", "--d2s-steps", "3", "--patch-size", "16", "--hidden-size", "32",
+                  "--layers", "1", "--batch-size", "8", "--collection-images", "60", "--min-relevant", "1",
+                  "--index", "stair-bench-d2s-smoke", "--threads", "1", "--workdir", str(tmp_path),
+                  timeout=900)  # fmt: skip
+    for side in ("dense", "d2s"):
+        assert 0 <= result[side]["short_query_p_at_5"] <= 1 and result[side]["steps"] > 0
+    assert 0 <= result["d2s"]["t2i_r1_engine"] <= 1 and 0 < result["d2s"]["active_fraction"] <= 1
+    assert set(result["target"]) == {
+        "r1_kept_t2i",
+        "r1_kept_i2t",
+        "active_fraction",
+        "steps_vs_three_stage",
+        "met",
+    }
+    assert (
+        result["details"]["command"].startswith("stair-es train")
+        and "--from-clip" in result["details"]["command"]
+    )
+    assert (tmp_path / "clip" / "config.json").is_file() and (tmp_path / "clip" / "tokenizer.json").is_file()

@@ -89,7 +89,7 @@ def test_train_from_clip_export_and_encode(clip_dir: Path, tmp_path: Path) -> No
     record = json.loads((tmp_path / "sparse" / "training.json").read_text())
     assert [s["config"]["stage"] for s in record["stages"]] == ["dense-to-sparse"]
     config = record["stages"][0]["config"]
-    assert config["distill_weight"] > 0 and config["expansion_control"] == 1.0  # --from-clip defaults
+    assert config["distill_weight"] > 0 and config["expansion_control"] == 0.5  # --from-clip defaults
     assert config["flops_image"] == 5e-2 and config["l1_text"] == 3e-3
     assert config["steps"] == 3 and config["tag_weight"] == 1.0 and config["lr"] == 3e-3  # given: kept
     assert record["from_clip"] == str(clip_dir) and "--from-clip" in record["command"]

@@ -18,7 +18,7 @@ DEFAULT_STEPS = 500
 # --from-clip defaults for the options not given on the command line: chosen on the synthetic analog
 # (benchmarks/quality_d2s.py; the sweep is in the issue notes). Heads only, so a higher learning rate;
 # FLOPs and L1 to reach <= 2% active tokens; the dense model's own ranking distilled; text masked to
-# the caption's words on a share of the steps that falls from 1 to 0 (D2S expansion control).
+# the caption's words on a share of the steps that falls from 0.5 to 0 (D2S expansion control).
 D2S_DEFAULTS: dict[str, Any] = {
     "steps": 500,
     "lr": 2e-3,
@@ -29,7 +29,7 @@ D2S_DEFAULTS: dict[str, Any] = {
     "tag_weight": 1.0,
     "grounding_weight": 1.0,
     "distill_weight": 1.0,
-    "expansion_control": 1.0,
+    "expansion_control": 0.5,
 }
 
 
