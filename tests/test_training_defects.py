@@ -211,3 +211,20 @@ def test_training_warns_when_texts_expand_to_hundreds_of_tokens(tmp_path) -> Non
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "warning: held-out texts expand to" in result.output and "--l1-text" in result.output
+
+
+def test_training_options_given_with_a_preset_apply_instead_of_being_ignored(tmp_path) -> None:
+    """`--preset demo --tag-weight ...` trained the preset unchanged, without a word."""
+    manifest = _write_set(tmp_path, count=16)
+    runner = CliRunner()
+    args = ["train", "--preset", "tiny", "--data", str(manifest), "--output", str(tmp_path / "m"), "--steps", "3",
+            "--tag-weight", "2.5", "--batch-size", "4", "--quiet"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    stages = json.loads((tmp_path / "m" / "training.json").read_text())["stages"]
+    assert [s["config"]["tag_weight"] for s in stages] == [2.5, 2.5, 2.5]
+    assert [s["config"]["batch_size"] for s in stages] == [4, 4, 4]
+    sized = runner.invoke(main, [*args[:-1], "--hidden-size", "64"])
+    assert sized.exit_code == 2 and "--hidden-size" in sized.output
+    bare = runner.invoke(main, ["train", "--preset", "tiny", "--output", str(tmp_path / "n"), "--lr", "1"])
+    assert bare.exit_code == 2 and "--lr needs --data" in bare.output

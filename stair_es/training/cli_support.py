@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,11 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
     """Validate, read data, build or load the model, run the stages; returns the training record."""
     output = Path(opts["output"])
     if opts["preset"] and opts["data"] is None:
+        given = sorted((opts.get("explicit") or set()) & set(STAGE_OPTIONS))
+        if given:
+            raise UsageError(
+                f"--preset without --data trains the preset as published: --{given[0].replace('_', '-')} needs --data"
+            )
         return train_preset(
             opts["preset"],
             output,
@@ -72,7 +77,7 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
         recipe = PRESETS[opts["preset"]](
             **({"total_steps": opts["steps"]} if opts["steps"] else {}), seed=opts["seed"]
         )
-        size, stages = recipe.size, recipe.stages
+        size, stages = recipe.size, preset_with_options(recipe.stages, opts, log)
         if opts["stage"] != "all":
             stages = [s for s in stages if s.stage == opts["stage"]]
     else:
@@ -147,6 +152,34 @@ def run_train_command(opts: dict[str, Any], log: Callable[[str], None]) -> dict[
     return run_stages(
         model, stages, train_pairs, eval_pairs, output, log, opts["resume"], metadata, failures, data_options
     )
+
+
+# `stair-es train` options -> TrainConfig fields: given with --preset, they apply to every stage
+STAGE_OPTIONS = {
+    "batch_size": "batch_size", "grad_accum": "grad_accum", "lr": "lr", "weight_decay": "weight_decay",
+    "warmup": "warmup_fraction", "flops_image": "flops_image", "flops_text": "flops_text",
+    "flops_ramp": "flops_ramp_fraction", "l1_image": "l1_image", "l1_text": "l1_text",
+    "stage1_text": "stage1_text", "grounding_weight": "grounding_weight", "tag_weight": "tag_weight",
+    "pool_temperature": "pool_temperature", "hard_negatives": "hard_negative_fraction", "device": "device",
+    "precision": "precision", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
+}  # fmt: skip
+
+
+def preset_with_options(
+    stages: list[TrainConfig], opts: dict[str, Any], log: Callable[[str], None]
+) -> list[TrainConfig]:
+    """The preset's stages with the training options given on the command line (they used to be
+    ignored without a word); model-size options cannot change a preset and are refused."""
+    explicit = opts.get("explicit") or set()
+    sizes = sorted(
+        explicit & {"image_size", "patch_size", "vision_stem", "hidden_size", "layers", "vocab_size"}
+    )
+    if sizes:
+        raise UsageError(f"--preset fixes the model size: drop --{sizes[0].replace('_', '-')} or the preset")
+    given = {field: opts[name] for name, field in STAGE_OPTIONS.items() if name in explicit}
+    if given:
+        log("preset with " + ", ".join(f"{k}={v}" for k, v in given.items()) + " in every stage")
+    return [replace(stage, **given) for stage in stages]
 
 
 def check_checkpoint_options(opts: dict[str, Any], log: Callable[[str], None]) -> None:
