@@ -24,7 +24,7 @@ def test_training_log_and_eval_agree_on_held_out_recall(tmp_path: Path) -> None:
     args = ["train", "--data", str(manifests["train"]), "--eval-data", str(manifests["test"]), "--output",
             str(tmp_path / "m"), "--stage", "3", "--steps", "40", "--batch-size", "32", "--max-pairs", "800",
             "--lr", "3e-3", "--image-size", "32", "--patch-size", "8", "--hidden-size", "32", "--layers", "1",
-            "--quiet"]  # fmt: skip
+            "--quiet", "--json"]  # fmt: skip
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     logged = json.loads(result.output.strip().splitlines()[-1])["final_metrics"]

@@ -118,7 +118,7 @@ def test_torchrun_two_gloo_processes_equal_one_process_with_grad_accum(
 ) -> None:
     """DDP across 2 CPU processes (gloo) takes the optimizer steps of 1 process with --grad-accum 2."""
     common = ["train", "--data", str(synthetic / "train.jsonl"), "--stage", "3", "--steps", "3", "--batch-size",
-              "4", "--quiet", "--threads", "1", "--device", "cpu", *SMALL]  # fmt: skip
+              "4", "--quiet", "--json", "--threads", "1", "--device", "cpu", *SMALL]  # fmt: skip
     CliRunner().invoke(main, [*common, "--output", str(tmp_path / "one"), "--grad-accum", "2"])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29561",

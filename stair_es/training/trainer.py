@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +33,7 @@ from stair_es.errors import UsageError
 from stair_es.model.modeling import caption_token_mask, tokenize
 from stair_es.training import distributed
 from stair_es.training.batches import HardNegativeSampler, PairTensors
+from stair_es.training.d2s import encode_pooled, pooled_heads, teacher_scores
 from stair_es.training.evaluation import retrieval_metrics, top_tokens
 from stair_es.training.losses import (
     contrastive_loss,
@@ -68,9 +68,7 @@ class TrainConfig:
     flops_image: float = 1e-3
     flops_text: float = 1e-3
     flops_ramp_fraction: float = 0.3
-    # L1 (mean total weight per vector, ramped like FLOPs): FLOPs squares a token's batch mean, so a long
-    # tail of tiny weights costs almost nothing and never reaches zero (a 3-word query expanded to 957
-    # tokens); L1 pulls every weight down at the same rate and ends the tail
+    # L1 (mean weight sum, ramped like FLOPs): FLOPs barely touches long tails of tiny weights; L1 ends them
     l1_image: float = 0.0
     l1_text: float = 0.0
     hard_negative_fraction: float = 0.0  # share of each batch drawn as near-duplicate captions
@@ -88,13 +86,8 @@ class TrainConfig:
     # weight of the multi-positive loss on short views of the batch's captions ("red circles": every
     # image whose caption holds those words is a positive); see stair_es.training.views
     short_view_weight: float = 0.0
-    # dense-to-sparse on an aligned dual encoder (pooled heads): weight of the loss that makes the sparse
-    # in-batch score distribution match the dense model's own (D2S distils the dense teacher this way)
-    distill_weight: float = 0.0
-    # pooled heads (D2S): probability, annealed linearly to 0 over the stage, that a step's text vectors
-    # are masked to their caption's own tokens (D2S "expansion control"): the image side must then score
-    # with caption words, so its tokens stay grounded instead of becoming an arbitrary code
-    expansion_control: float = 0.0
+    distill_weight: float = 0.0  # pooled heads: match the dense model's in-batch ranking (training/d2s.py)
+    expansion_control: float = 0.0  # pooled heads: chance (annealed to 0) of caption-masked text (d2s.py)
     learn_temperature: bool = True
     unfreeze_last_blocks: int = 0
     seed: int = 0
@@ -122,10 +115,8 @@ class TrainConfig:
             raise UsageError(f"pool_temperature must be >= 0, got {self.pool_temperature}")
         if self.short_view_weight < 0:
             raise UsageError(f"short_view_weight must be >= 0, got {self.short_view_weight}")
-        if self.distill_weight < 0:
-            raise UsageError(f"distill_weight must be >= 0, got {self.distill_weight}")
-        if not 0.0 <= self.expansion_control <= 1.0:
-            raise UsageError(f"expansion_control must be in [0, 1], got {self.expansion_control}")
+        if self.distill_weight < 0 or not 0.0 <= self.expansion_control <= 1.0:
+            raise UsageError("distill_weight must be >= 0 and expansion_control in [0, 1]")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -178,16 +169,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.dense_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
         self.vocab = model.output_vocab() if getattr(model, "tokenizer", None) is not None else None
-        config_of_model = getattr(model, "config", None)
-        self.pooled = getattr(config_of_model, "head_input", "positions") == "pooled"
-        if (
-            getattr(config_of_model, "output_vocab_file", None)
-            and config.stage == "1"
-            and config.short_view_weight
-        ):
-            raise UsageError("stage 1 short views need the output vocabulary to be the input tokenizer's")
-        if config.distill_weight > 0 and not self.pooled:
-            raise UsageError("distillation needs a model with pooled heads on a dense model (--from-clip)")
+        self.pooled = pooled_heads(model, config)
         self.tokenizer = getattr(model, "tokenizer", None) or tokenizer
         self.views = self._short_views() if config.short_view_weight > 0 else None
         self.batches = MicroBatches(train_data, config, self.dist, self.sampler, self.log)
@@ -267,8 +249,11 @@ class Trainer:
         cfg, model = self.config, self.model
         pooled = None
         self.dense_embeddings = None
-        if self.pooled and cfg.stage != "2":
-            return self._encode_pooled(pixels, ids, mask, bags)
+        if self.pooled and cfg.stage != "2":  # heads on the dense model's embeddings (D2S)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                encoded = encode_pooled(model, cfg, self.step, pixels, ids, mask, bags)
+            self.dense_embeddings = encoded.dense
+            return encoded.image, encoded.text, encoded.pooled
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             if self.image_frozen and cfg.stage == "2":
                 with torch.no_grad():
@@ -291,33 +276,6 @@ class Trainer:
             bag_ids, bag_mask = bags if bags is not None else (ids, mask)
             bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * self.model.keep_mask
             text = bag if cfg.stage1_text == "binary" else text * bag
-        return image, text, pooled
-
-    def _encode_pooled(
-        self,
-        pixels: torch.Tensor,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        bags: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Heads on the dense model's own embeddings (== encode_image/encode_text): each tower runs
-        once, and its embedding is kept (``dense_embeddings``) for the distillation loss."""
-        model = self.model
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            image_embedding = model.image_embedding(pixels)
-            text_embedding = model.text_embedding(ids, mask)
-            pooled = model.image_head(image_embedding).float()
-            text_logits = model.text_head(text_embedding).float()
-        self.dense_embeddings = (image_embedding.detach().float(), text_embedding.detach().float())
-        image = torch.log1p(torch.relu(pooled)) * model.keep_mask
-        text = torch.log1p(torch.relu(text_logits)) * model.keep_mask
-        cfg = self.config
-        chance = cfg.expansion_control * max(0.0, 1.0 - self.step / max(1, cfg.steps))
-        masked = chance > 0 and np.random.default_rng([cfg.seed, self.step, 17]).random() < chance
-        if cfg.stage == "1" or masked:
-            bag_ids, bag_mask = bags if bags is not None else (ids, mask)
-            bag = caption_token_mask(bag_ids, bag_mask, text.shape[1]) * model.keep_mask
-            text = bag if cfg.stage == "1" and cfg.stage1_text == "binary" else text * bag
         return image, text, pooled
 
     def _encode_views(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -390,9 +348,7 @@ class Trainer:
             parts["tagging"] = token_tagging_loss(pooled, bag, model.keep_mask)
             total = total + cfg.tag_weight * parts["tagging"]
         if cfg.distill_weight > 0 and self.dense_embeddings is not None:
-            dense_image, dense_text = self.dense_embeddings
-            teacher = dense_image @ dense_text.T * float(model.config.teacher_logit_scale or 100.0)
-            parts["distill"] = distillation_loss(scores, teacher)
+            parts["distill"] = distillation_loss(scores, teacher_scores(model, self.dense_embeddings))
             total = total + cfg.distill_weight * parts["distill"]
         parts["total"] = total
         return parts
