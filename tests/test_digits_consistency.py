@@ -40,4 +40,4 @@ def test_training_log_and_eval_agree_on_held_out_recall(tmp_path: Path) -> None:
         memory = report["directions"][direction]["memory"]
         for k in (1, 5, 10):
             assert memory[f"R@{k}"] == pytest.approx(logged[f"{prefix}_r{k}"], abs=0.006), (direction, k)
-    assert logged["t2i_r1"] > 0.2  # trained, so the agreement is not two zeros
+    assert 0 < logged["t2i_r1"] < 1 and 0 < logged["i2t_r1"] < 1  # the agreement is not two zeros (or ones)
