@@ -274,10 +274,11 @@ def train(**opts: object) -> None:
     log = (lambda _m: None) if opts["quiet"] else (lambda m: click.echo(m, err=True))
     as_json = opts.pop("as_json")
     ctx = click.get_current_context()
-    opts["explicit"] = {  # options typed on the command line (--from-clip fills in its own defaults)
+    opts["explicit"] = {  # options given (command line or env); --from-clip fills in its own defaults
         p.name
         for p in ctx.command.params
-        if ctx.get_parameter_source(p.name or "") == ParameterSource.COMMANDLINE
+        if ctx.get_parameter_source(p.name or "")
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
     if not info.is_main:
         log = lambda _m: None  # noqa: E731 - rank 0 speaks for the job
@@ -289,7 +290,11 @@ def train(**opts: object) -> None:
         return
     failed = int(record.get("failed_images") or 0)
     if as_json:
-        summary = {"output": str(opts["output"]), "final_metrics": record["final_metrics"], "failed_images": failed}
+        summary = {
+            "output": str(opts["output"]),
+            "final_metrics": record["final_metrics"],
+            "failed_images": failed,
+        }
         click.echo(json.dumps(summary))
     else:
         metrics = record.get("final_metrics") or {}
