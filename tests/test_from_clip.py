@@ -136,6 +136,19 @@ def test_train_from_clip_export_and_encode(clip_dir: Path, tmp_path: Path) -> No
     image = encoder.encode_images([str(tmp_path / "0.png")])[0]
     assert len(image) > 0 and set(image.tokens) <= set(vocab.read_text().splitlines())
 
+    # the text graph itself names both vocabularies, so a graph from another export is refused
+    import onnx
+
+    from stair_es.errors import ModelError
+    from stair_es.export.exporter import stamp_graph
+
+    props = {p.key: p.value for p in onnx.load(str(out / "text.int8.onnx")).metadata_props}
+    assert props["stair_es.vocab_hash"] == manifest["vocab_hash"]
+    assert props["stair_es.input_tokenizer_sha256"] == manifest["tokenizer"]["sha256"]
+    stamp_graph(out / "text.onnx", {"stair_es.vocab_hash": "0" * 64})
+    with pytest.raises(ModelError, match="another vocabulary"):
+        load_encoder(out, provider="cpu", precision="fp32").encode_texts(["a red square"])
+
 
 def test_from_clip_refuses_what_it_cannot_use(clip_dir: Path, tmp_path: Path) -> None:
     data = _captioned_set(tmp_path)

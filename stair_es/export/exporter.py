@@ -38,6 +38,9 @@ from stair_es.runtime.sessions import create_session
 from stair_es.runtime.tokenizer import TextTokenizer, file_sha256, read_vocab_file, vocabulary_hash
 
 TOWERS = ("image", "text")
+# ONNX metadata: the output vocabulary a graph's dimensions mean, and (text graph) the input tokenizer
+VOCAB_HASH_KEY = "stair_es.vocab_hash"
+TOKENIZER_KEY = "stair_es.input_tokenizer_sha256"
 OUTPUT_VOCAB_NAME = "output_vocab.txt"
 
 
@@ -208,6 +211,12 @@ def export_module(
                 quantize_int8(staging / graphs["fp32"][tower], staging / f"{tower}.int8.onnx")
                 graphs["int8"][tower] = f"{tower}.int8.onnx"
 
+        stamp = {VOCAB_HASH_KEY: vocabulary_hash(names), TOKENIZER_KEY: file_sha256(sources.tokenizer_path)}
+        for files in graphs.values():  # each graph names the vocabularies it was built for
+            for tower, name in files.items():
+                stamp_graph(
+                    staging / name, stamp if tower == "text" else {VOCAB_HASH_KEY: stamp[VOCAB_HASH_KEY]}
+                )
         parity: dict[str, Any] = {}
         failures: list[str] = []
         for precision, files in graphs.items():
@@ -283,6 +292,19 @@ def _measure(
     report = compare(reference, dense_from_output(outputs, vocab_size), tol)
     report["provider"] = "CPUExecutionProvider"
     return report
+
+
+def stamp_graph(path: Path, properties: dict[str, str]) -> None:
+    """Record ``properties`` in the graph file's metadata (onnxruntime's custom_metadata_map)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in properties]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in properties.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
 
 
 def _summary(report: dict[str, Any]) -> str:

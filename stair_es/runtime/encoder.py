@@ -318,7 +318,22 @@ class Encoder:
             # fp16 graphs are a GPU format; on CPU they are slower than fp32, so switch.
             path, precision = self.manifest.graph_path("fp32", tower), "fp32"
             session, info = create_session(path, "cpu", self.intra_op_threads, spin)
+        self._check_graph_vocab(session, tower)
         return session, info, precision
+
+    def _check_graph_vocab(self, session: Any, tower: str) -> None:
+        """A graph stamped at export names the vocabularies it was built for; refuse a swapped file
+        (older exports carry no stamp and are not checked)."""
+        meta = session.get_modelmeta().custom_metadata_map or {}
+        expected = {"stair_es.vocab_hash": self.manifest.vocab_hash}
+        if tower == "text":
+            expected["stair_es.input_tokenizer_sha256"] = self.manifest.tokenizer_sha256
+        for key, value in expected.items():
+            if key in meta and meta[key] != value:
+                raise ModelError(
+                    f"{self.manifest.root}: the {tower} graph was exported for another "
+                    f"{'vocabulary' if 'vocab' in key else 'tokenizer'} than the manifest's (files mixed up?)"
+                )
 
     @staticmethod
     def _load_tokenizer(manifest: Manifest) -> TextTokenizer:
