@@ -183,7 +183,7 @@ def make_synthetic(
     help="A Hugging Face CLIPModel folder: both towers and its own tokenizer; sparse heads are trained "
     "on its image/text embeddings (dense-to-sparse). Its defaults, for options not given: --steps 500 "
     "--lr 2e-3 --flops-image/--flops-text 5e-2 --l1-image/--l1-text 3e-3 --tag-weight 1 "
-    "--distill-weight 1 --expansion-control 0.5.",
+    "--distill-weight 3 --expansion-control 0.5.",
 )
 @click.option(
     "--output-vocab",

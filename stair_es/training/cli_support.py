@@ -28,7 +28,7 @@ D2S_DEFAULTS: dict[str, Any] = {
     "l1_text": 3e-3,
     "tag_weight": 1.0,
     "grounding_weight": 1.0,
-    "distill_weight": 1.0,
+    "distill_weight": 3.0,
     "expansion_control": 0.5,
 }
 
