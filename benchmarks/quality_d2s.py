@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from stair_es.engine import Searcher, connect
     from stair_es.eval.datasets import RetrievalSet
     from stair_es.eval.metrics import recall_at_k
-    from stair_es.eval.short_queries import short_queries, short_query_report
+    from stair_es.eval.short_queries import group_centres, short_queries, short_query_report
     from stair_es.model.tokenizer import build_wordpiece_tokenizer
     from stair_es.runtime import load_encoder
     from stair_es.training.batches import load_pairs
@@ -216,20 +216,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         collection = sq.write_collection(
             work / "collection", args.collection_images, args.collection_seed, 64
         )
-        scenes = [parse_caption(caption) for _, caption in collection]
-        queries = short_queries(scenes, args.min_relevant, seed=args.collection_seed)
+        scenes = [parse_caption(caption) for _, caption, _ in collection]
+        # positions judged where the objects are, as benchmarks/quality_short_queries.py does
+        centres = [group_centres(objects, len(s.groups)) for s, (_, _, objects) in zip(scenes, collection)]
+        queries = short_queries(scenes, args.min_relevant, seed=args.collection_seed, centres=centres)
         texts = [q.text for q in queries]
         summary = sq.index_collection(url, work / "collection" / "images", onnx, args.index)
         backend = connect(urls=url)
         try:
             searcher = Searcher(backend, args.index, load_encoder(onnx))
-            position = {path.name: i for i, (path, _) in enumerate(collection)}
+            position = {path.name: i for i, (path, _, _) in enumerate(collection)}
             d2s_short = short_query_report(queries, sq.engine_rankings(searcher, texts, position, "exact"))
             backend.delete_index(args.index)
         finally:
             backend.close()
         pixels = load_pairs(
-            [sq._pair(p, c) for p, c in collection], load_input_tokenizer(clip_dir, 32), pre, 32
+            [sq._pair(p, c) for p, c, _ in collection], load_input_tokenizer(clip_dir, 32), pre, 32
         ).pixels
         dense_short = short_query_report(queries, dense_ranks(clip_dir, pixels, texts, 5)[0])
 
