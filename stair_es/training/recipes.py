@@ -284,7 +284,7 @@ def run_stages(
         "train_pairs": len(train_data),
         "eval_pairs": len(eval_data) if eval_data else 0,
         "command": (metadata or {}).get("command") or " ".join(sys.argv),
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(time.perf_counter() - started, 2),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
