@@ -136,7 +136,14 @@ def demo(
     """Start the local engine, get a model, index sample images, search them."""
     import os
 
-    from stair_es.demo import DEMO_INDEX, DEMO_TEXT_QUERIES, build_collection, demo_root, ensure_demo_model
+    from stair_es.demo import (
+        DEMO_HINT_QUERY,
+        DEMO_INDEX,
+        DEMO_TEXT_QUERIES,
+        build_collection,
+        demo_root,
+        ensure_demo_model,
+    )
     from stair_es_cli.index_cmd import EXIT_SOME_FAILED
 
     started = time.perf_counter()
@@ -198,4 +205,4 @@ def demo(
     click.echo(f'(query image {sample.name}: "{caption}")')
     _run(["search", "--image", str(sample), "--index", DEMO_INDEX, "--model", str(model_path), "-k", "3"])
     click.secho(f"\ndemo finished in {time.perf_counter() - started:.0f}s", bold=True)
-    click.echo(f'try: stair-es search "pink crosses" --index {DEMO_INDEX} --explain')
+    click.echo(f'try: stair-es search "{DEMO_HINT_QUERY}" --index {DEMO_INDEX} --explain')

@@ -66,3 +66,27 @@ def test_demo_indexes_reports_broken_files_and_searches(
         assert backend.count(DEMO_INDEX) == 5
     finally:
         backend.delete_index(DEMO_INDEX)
+
+
+def test_shipped_demo_model_answers_the_demos_queries(engine_url: str, demo_cache: Path):
+    """Issue 10: the demo's printed queries (and its closing hint) must find what they name, with the
+    model that ships in the package, through the engine, on the demo's own 240 images."""
+    from stair_es.demo import DEMO_HINT_QUERY, DEMO_INDEX, DEMO_TEXT_QUERIES, shipped_demo_model
+    from stair_es.engine import Searcher, connect
+    from stair_es.eval.short_queries import caption_answers
+    from stair_es.runtime import load_encoder
+
+    backend = connect(urls=engine_url)
+    backend.delete_index(DEMO_INDEX)
+    try:
+        result = CliRunner().invoke(main, ["demo", "--url", engine_url])
+        assert result.exit_code == 0, result.output
+        assert "DEMO MODEL" in result.output and "240 indexed" in result.output, result.output
+        for query in DEMO_TEXT_QUERIES:
+            assert f'ok: 3 of the top 3 hold what "{query}" names' in result.output, result.output
+        assert "MISS" not in result.output, result.output
+        searcher = Searcher(backend, DEMO_INDEX, load_encoder(shipped_demo_model()))
+        hits = searcher.search(text=DEMO_HINT_QUERY, k=3, explain=False).hits
+        assert [caption_answers(DEMO_HINT_QUERY, h.source.get("caption")) for h in hits] == [True] * 3
+    finally:
+        backend.delete_index(DEMO_INDEX)
