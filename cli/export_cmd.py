@@ -11,9 +11,33 @@ import click
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
-    "--fp16", is_flag=True, help="Also write fp16 graphs (for CUDA; LayerNorm/softmax/tail stay fp32)."
+    "--fp16",
+    is_flag=True,
+    help="Also write fp16 graphs for CUDA (fused attention; LayerNorm/softmax/tail stay fp32).",
 )
-@click.option("--int8", is_flag=True, help="Also write int8 graphs (dynamic quantization, for CPU).")
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also write int8 graphs for CPU: dynamic and static (calibrated) quantization, the faster kept.",
+)
+@click.option(
+    "--optimize/--no-optimize",
+    default=True,
+    show_default=True,
+    help="Transformer fusions (attention, GELU; + SkipLayerNorm for CUDA) and static int8, parity-checked.",
+)
+@click.option(
+    "--calibration-images",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of images that sets static int8's activation ranges [default: built-in samples].",
+)
+@click.option(
+    "--calibration-texts",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Text file, one text per line, for static int8 calibration [default: built-in samples].",
+)
 @click.option(
     "--top-k",
     type=click.IntRange(min=1),
@@ -58,6 +82,9 @@ def export(
     out_dir: str,
     fp16: bool,
     int8: bool,
+    optimize: bool,
+    calibration_images: str | None,
+    calibration_texts: str | None,
     top_k: int | None,
     opset: int,
     model_id: str | None,
@@ -80,6 +107,16 @@ def export(
     require("onnx", "train", "ONNX export")
     from stair_es.export import DEFAULT_TOLERANCES, Tolerance, export_model
 
+    images = texts = None
+    if calibration_images:
+        from stair_es.runtime.images import list_image_files
+
+        images = [str(p) for p in list_image_files(calibration_images)[:64]]
+        if not images:
+            raise click.BadParameter("no image files in the folder", param_hint="--calibration-images")
+    if calibration_texts:
+        with open(calibration_texts, encoding="utf-8") as handle:
+            texts = [line.strip() for line in handle if line.strip()][:256]
     tolerances = {
         "int8": Tolerance(None, int8_min_agreement, DEFAULT_TOLERANCES["int8"].k),
         "fp16": Tolerance(None, fp16_min_agreement, DEFAULT_TOLERANCES["fp16"].k),
@@ -96,6 +133,9 @@ def export(
         tolerances=tolerances,
         pruning={"top_k": prune_top_k, "min_weight": prune_min_weight},
         log=lambda msg: click.echo(msg, err=True),
+        optimize=optimize,
+        calibration_images=images,
+        calibration_texts=texts,
     )
     from stair_es.runtime.registry import register_model
 
@@ -106,6 +146,8 @@ def export(
     click.echo(f"exported {manifest.model_id} to {manifest.root}")
     for precision, towers in manifest.graphs.items():
         click.echo(f"  {precision}: {', '.join(f'{t}={f}' for t, f in towers.items())}")
+    if manifest.auto:
+        click.echo("  auto: " + "; ".join(f"{p} {t}" for p, t in manifest.auto.items()))
     click.echo(f"  vocabulary: {manifest.vocab_size} tokens, hash {manifest.vocab_hash[:16]}")
     click.echo(
         f"  output: {manifest.output_kind}"

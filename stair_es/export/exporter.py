@@ -22,19 +22,19 @@ import torch
 
 from stair_es import __version__
 from stair_es.errors import ModelError, UsageError
+from stair_es.export import variants
 from stair_es.export.graphs import ImageGraph, TextGraph, output_names
-from stair_es.export.onnx_export import DEFAULT_OPSET, convert_fp16, export_graph, quantize_int8
+from stair_es.export.onnx_export import DEFAULT_OPSET, export_graph
 from stair_es.export.parity import (
     DEFAULT_TOLERANCES,
     SAMPLE_TEXTS,
     Tolerance,
-    compare,
     dense_from_output,
+    sample_images,
     sample_pixels,
 )
-from stair_es.runtime.images import ImagePreprocessing
+from stair_es.runtime.images import ImagePreprocessing, load_pixels
 from stair_es.runtime.manifest import MANIFEST_NAME, Manifest
-from stair_es.runtime.sessions import create_session
 from stair_es.runtime.tokenizer import TextTokenizer, file_sha256, read_vocab_file, vocabulary_hash
 
 TOWERS = ("image", "text")
@@ -102,6 +102,9 @@ def export_model(
     tolerances: dict[str, Tolerance] | None = None,
     pruning: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    optimize: bool = True,
+    calibration_images: list[Any] | None = None,
+    calibration_texts: list[str] | None = None,
 ) -> Manifest:
     """Load a saved STAIR model and export it (see :func:`export_module`)."""
     from stair_es.model import StairModel
@@ -122,6 +125,9 @@ def export_model(
         tolerances=tolerances,
         pruning=pruning,
         log=log,
+        optimize=optimize,
+        calibration_images=calibration_images,
+        calibration_texts=calibration_texts,
     )
 
 
@@ -138,9 +144,15 @@ def export_module(
     tolerances: dict[str, Tolerance] | None = None,
     pruning: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    optimize: bool = True,
+    calibration_images: list[Any] | None = None,
+    calibration_texts: list[str] | None = None,
 ) -> Manifest:
     """Export both towers of ``model`` (any module with ``encode_image``/``encode_text``) to ``out_dir``.
 
+    ``optimize``: transformer fusions (see :mod:`stair_es.export.optimize`) and, with ``int8``, static
+    int8 besides dynamic, the faster kept; ``calibration_images``/``calibration_texts`` (paths or
+    PIL images, strings) set static int8's activation ranges (default: built-in samples).
     Raises :class:`ModelError` and writes nothing when a precision misses its parity tolerance.
     """
     log = log or (lambda _msg: None)
@@ -175,10 +187,10 @@ def export_module(
     staging = Path(tempfile.mkdtemp(prefix=".stair-export-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary directory
     try:
-        graphs: dict[str, dict[str, str]] = {"fp32": {}}
+        raw: dict[str, Path] = {}
         exporters: dict[str, str] = {}
         for tower in TOWERS:
-            name = f"{tower}.onnx"
+            raw[tower] = staging / f".{tower}.exported.onnx"
             example = tuple(torch.from_numpy(a[:2]) for a in inputs[tower].values())
             dynamic = (
                 {"pixel_values": {0: "batch"}}
@@ -188,49 +200,50 @@ def export_module(
                     "attention_mask": {0: "batch", 1: "sequence"},
                 }
             )
-            log(f"exporting {tower} tower -> {name}")
+            log(f"exporting {tower} tower")
             exporters[tower] = export_graph(
                 wrappers[tower],
                 example,
-                staging / name,
+                raw[tower],
                 list(inputs[tower]),
                 output_names(top_k),
                 dynamic,
                 opset=opset,
                 max_seq=sources.max_text_length,
             )
-            graphs["fp32"][tower] = name
+        candidates = variants.Candidates(
+            staging=staging,
+            inputs=inputs,
+            reference=reference,
+            vocab_size=vocab_size,
+            tolerances=tol,
+            calibration=_calibration(sources, tokenizer, calibration_images, calibration_texts)
+            if int8 and optimize
+            else {},
+            log=log,
+        )
+        graphs: dict[str, dict[str, str]] = {"fp32": variants.build_fp32(candidates, raw, optimize)}
         if fp16:
-            graphs["fp16"] = {}
-            for tower in TOWERS:
-                convert_fp16(staging / graphs["fp32"][tower], staging / f"{tower}.fp16.onnx")
-                graphs["fp16"][tower] = f"{tower}.fp16.onnx"
-        if int8:
-            graphs["int8"] = {}
-            for tower in TOWERS:
-                quantize_int8(staging / graphs["fp32"][tower], staging / f"{tower}.int8.onnx")
-                graphs["int8"][tower] = f"{tower}.int8.onnx"
-
+            graphs["fp16"] = variants.build_fp16(candidates, raw, optimize)
+        if int8 and not candidates.failures:
+            graphs["int8"] = variants.build_int8(candidates, graphs["fp32"], static=optimize)
+        for path in raw.values():
+            path.unlink(missing_ok=True)
+        for leftover in staging.glob(".*.onnx"):
+            leftover.unlink()
+        if candidates.failures:
+            raise ModelError(
+                f"parity check failed, nothing written to {out}: {'; '.join(candidates.failures)}"
+            )
+        auto = variants.choose_auto(candidates, graphs)
+        log("auto precision: " + ", ".join(f"{p} {t}" for p, t in auto.items()))
+        parity = candidates.parity
         stamp = {VOCAB_HASH_KEY: vocabulary_hash(names), TOKENIZER_KEY: file_sha256(sources.tokenizer_path)}
         for files in graphs.values():  # each graph names the vocabularies it was built for
             for tower, name in files.items():
                 stamp_graph(
                     staging / name, stamp if tower == "text" else {VOCAB_HASH_KEY: stamp[VOCAB_HASH_KEY]}
                 )
-        parity: dict[str, Any] = {}
-        failures: list[str] = []
-        for precision, files in graphs.items():
-            parity[precision] = {}
-            for tower, name in files.items():
-                report = _measure(
-                    staging / name, inputs[tower], reference[tower], vocab_size, tol[precision], precision
-                )
-                parity[precision][tower] = report
-                log(f"parity {precision} {tower}: {_summary(report)}")
-                if report.get("passed") is False:
-                    failures.append(f"{precision} {tower} ({_summary(report)})")
-        if failures:
-            raise ModelError(f"parity check failed, nothing written to {out}: {'; '.join(failures)}")
 
         shutil.copyfile(sources.tokenizer_path, staging / "tokenizer.json")
         names_file = None
@@ -255,6 +268,8 @@ def export_module(
             exporter=_exporter_info(opset, exporters, staging, graphs),
             output_vocab_file=names_file,
             output_vocab_sha256=file_sha256(staging / names_file) if names_file else None,
+            auto=auto,
+            optimization=candidates.info,
         )
         manifest.write(staging)
         _move_into_place(staging, out)
@@ -263,35 +278,6 @@ def export_module(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _measure(
-    path: Path,
-    feed: dict[str, np.ndarray],
-    reference: np.ndarray,
-    vocab_size: int,
-    tol: Tolerance,
-    precision: str,
-) -> dict[str, Any]:
-    """Run one graph on onnxruntime CPU and compare with torch."""
-    try:
-        session, _ = create_session(
-            path, provider="cpu", optimization="extended" if precision == "fp16" else "all"
-        )
-        outputs = session.run(None, feed)
-    except Exception as exc:  # noqa: BLE001
-        if precision == "fp16":
-            # Some fp16 kernels exist only on CUDA; the graph is still written, the report says why.
-            return {
-                "passed": None,
-                "not_measured": f"onnxruntime CPU cannot run this fp16 graph: {str(exc)[:200]}",
-            }
-        raise ModelError(
-            f"{path.name}: onnxruntime cannot run the exported graph ({str(exc)[:300]})"
-        ) from exc
-    report = compare(reference, dense_from_output(outputs, vocab_size), tol)
-    report["provider"] = "CPUExecutionProvider"
-    return report
 
 
 def stamp_graph(path: Path, properties: dict[str, str]) -> None:
@@ -307,11 +293,28 @@ def stamp_graph(path: Path, properties: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def _summary(report: dict[str, Any]) -> str:
-    if report.get("passed") is None:
-        return str(report.get("not_measured"))
-    agreement = next((v for k, v in report.items() if k.endswith("_agreement")), None)
-    return f"max_abs_diff={report['max_abs_diff']:.2e} topk_agreement={agreement} passed={report['passed']}"
+def _calibration(
+    sources: ModelSources,
+    tokenizer: TextTokenizer,
+    images: list[Any] | None,
+    texts: list[str] | None,
+) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Static int8 calibration batches: the caller's images/texts, else built-in samples other than
+    the parity samples (so the int8 parity numbers are not measured on the calibration set)."""
+    spec = sources.preprocessing
+    pixels = (
+        np.stack([load_pixels(img, spec) for img in images])
+        if images
+        else np.stack([load_pixels(img, spec) for img in sample_images(16, seed=1)])
+    )
+    texts = list(texts) if texts else [t.title() for t in SAMPLE_TEXTS] + [" ".join(SAMPLE_TEXTS[1:4])]
+    batches: dict[str, list[dict[str, np.ndarray]]] = {"image": [], "text": []}
+    for start in range(0, len(pixels), 8):
+        batches["image"].append({"pixel_values": pixels[start : start + 8]})
+    for start in range(0, len(texts), 16):
+        ids, mask = tokenizer(texts[start : start + 16])
+        batches["text"].append({"input_ids": ids, "attention_mask": mask})
+    return batches
 
 
 def _as_numpy(outputs: Any) -> tuple[np.ndarray, ...]:

@@ -22,7 +22,7 @@ from stair_es.errors import ModelError
 
 DEFAULT_OPSET = 18
 # Ops kept in fp32 in the fp16 graph: normalisation and softmax overflow in fp16 (LayerNorm
-# variance, exp), and the pooling/activation tail decides which tokens survive.
+# variance, exp), and the activation tail after the max-pool decides which tokens survive.
 FP16_KEEP_FP32_OPS = [
     "LayerNormalization",
     "SkipLayerNormalization",
@@ -30,7 +30,6 @@ FP16_KEEP_FP32_OPS = [
     "ReduceMean",
     "Pow",
     "Sqrt",
-    "ReduceMax",
     "Relu",
     "Log",
     "TopK",
@@ -136,8 +135,12 @@ def _quiet():
 
 
 def tail_node_names(model: Any) -> list[str]:
-    """Nodes between the token head's projection (last MatMul/Gemm) and the outputs: pooling,
-    activation, zeroing, top-k. The fp16 graph keeps them in fp32."""
+    """Nodes after the max-pool over positions (or, without one, after the token head's last
+    MatMul/Gemm) up to the outputs: activation, zeroing, top-k. The fp16 graph keeps them in fp32.
+
+    The max-pool itself runs in fp16: the max of fp16 logits is exact, and casting the whole
+    ``[batch, positions, vocabulary]`` logits tensor to fp32 first would cost more memory traffic
+    than the projection that made it."""
     producers = {out: node for node in model.graph.node for out in node.output}
     names: list[str] = []
     seen: set[str] = set()
@@ -147,7 +150,7 @@ def tail_node_names(model: Any) -> list[str]:
         if node is None or node.name in seen:
             continue
         seen.add(node.name)
-        if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "MatMulNBits"):
+        if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "MatMulNBits", "ReduceMax"):
             continue
         names.append(node.name)
         stack.extend(node.input)
@@ -208,33 +211,3 @@ def _topological(nodes: list[Any], model: Any) -> list[Any]:
             break
         pending = rest
     return ordered
-
-
-def quantize_int8(
-    src: str | os.PathLike, dst: str | os.PathLike, keep_fp32_nodes: list[str] | None = None
-) -> None:
-    """Dynamic int8 quantization of the MatMul/Gemm weights for CPU (activations quantized per batch).
-
-    Convolutions (the ViT patch embedding) stay fp32: onnxruntime's ConvInteger is slower than its
-    fp32 convolution on CPU and the patch embedding is a tiny share of the FLOPs.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.load(str(src))
-    # The dynamo exporter records value_info for weights too; the quantizer transposes the weight of
-    # a Gemm (a Linear on 2-D input, e.g. a pooled head) in place and then trips over the stale shape.
-    weights = {t.name for t in model.graph.initializer}
-    kept = [v for v in model.graph.value_info if v.name not in weights]
-    del model.graph.value_info[:]
-    model.graph.value_info.extend(kept)
-    with _quiet():
-        quantize_dynamic(
-            model,
-            str(dst),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            per_channel=False,
-            nodes_to_exclude=keep_fp32_nodes or [],
-            extra_options={"MatMulConstBOnly": True},
-        )

@@ -63,9 +63,9 @@ def sample_images(count: int = 8, seed: int = 0) -> list[Image.Image]:
     return images
 
 
-def sample_pixels(spec: ImagePreprocessing, count: int = 8) -> np.ndarray:
+def sample_pixels(spec: ImagePreprocessing, count: int = 8, seed: int = 0) -> np.ndarray:
     """Sample images through the runtime's own preprocessing, so parity covers the real inputs."""
-    return np.stack([load_pixels(img, spec) for img in sample_images(count)])
+    return np.stack([load_pixels(img, spec) for img in sample_images(count, seed)])
 
 
 def dense_from_output(outputs: tuple[np.ndarray, ...] | list[np.ndarray], vocab_size: int) -> np.ndarray:

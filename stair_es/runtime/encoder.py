@@ -300,7 +300,7 @@ class Encoder:
         if precision == "auto":
             ort = import_onnxruntime()
             want_cuda = self.provider != "cpu" and cuda_unavailable_reason(ort) is None
-            precision = "fp16" if want_cuda and "fp16" in graphs else "fp32"
+            precision = self.manifest.auto_precision(tower, want_cuda)
         # Idle onnxruntime threads spin for a while after each run; that steals the cores image
         # decoding needs, so image sessions do not spin unless asked to.
         spin = self.spin if self.spin is not None else (False if tower == "image" else None)
@@ -315,8 +315,9 @@ class Encoder:
             optimization=optimization,
         )
         if precision == "fp16" and not info.is_cuda and self.precision == "auto" and "fp32" in graphs:
-            # fp16 graphs are a GPU format; on CPU they are slower than fp32, so switch.
-            path, precision = self.manifest.graph_path("fp32", tower), "fp32"
+            # fp16 graphs are a GPU format; on CPU they are slower than fp32, so switch to CPU's choice.
+            precision = self.manifest.auto_precision(tower, cuda=False)
+            path = self.manifest.graph_path(precision, tower)
             session, info = create_session(path, "cpu", self.intra_op_threads, spin)
         self._check_graph_vocab(session, tower)
         return session, info, precision

@@ -45,6 +45,9 @@ class Manifest:
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision -> {"image": f, "text": f}
     parity: dict[str, Any] = field(default_factory=dict)
     exporter: dict[str, Any] = field(default_factory=dict)
+    # provider ("cpu"/"cuda") -> tower -> precision that "auto" runs (the fastest measured at export)
+    auto: dict[str, dict[str, str]] = field(default_factory=dict)
+    optimization: dict[str, Any] = field(default_factory=dict)  # fusions, int8 candidates, timings
     format_version: int = 1
     # the output vocabulary (one token per line, id = line number) when the text input is tokenized
     # with another tokenizer (a CLIP BPE); None: the tokenizer's vocabulary names the outputs
@@ -68,6 +71,8 @@ class Manifest:
             "graphs": self.graphs,
             "parity": self.parity,
             "exporter": self.exporter,
+            **({"auto": self.auto} if self.auto else {}),
+            **({"optimization": self.optimization} if self.optimization else {}),
         }
         if self.output_vocab_file:
             data["output_vocabulary"] = {"file": self.output_vocab_file, "sha256": self.output_vocab_sha256}
@@ -118,6 +123,11 @@ class Manifest:
                 graphs={str(k): dict(v) for k, v in (data.get("graphs") or {}).items()},
                 parity=dict(data.get("parity") or {}),
                 exporter=dict(data.get("exporter") or {}),
+                auto={
+                    str(p): {str(t): str(v) for t, v in dict(c).items()}
+                    for p, c in (data.get("auto") or {}).items()
+                },
+                optimization=dict(data.get("optimization") or {}),
                 format_version=version,
                 output_vocab_file=str(names["file"]) if names else None,
                 output_vocab_sha256=str(names["sha256"]) if names else None,
@@ -131,6 +141,14 @@ class Manifest:
         return manifest
 
     # lookups ------------------------------------------------------------------------------
+    def auto_precision(self, tower: str, cuda: bool) -> str:
+        """What ``precision="auto"`` runs: the export's measured choice for this provider, else fp16
+        on CUDA when exported, else fp32."""
+        choice = self.auto.get("cuda" if cuda else "cpu", {}).get(tower)
+        if choice in self.graphs and tower in self.graphs[choice]:
+            return choice
+        return "fp16" if cuda and "fp16" in self.graphs else "fp32"
+
     def graph_path(self, precision: str, tower: str) -> Path:
         """Absolute path of one graph; a clear error when that precision was not exported."""
         if precision not in self.graphs:
