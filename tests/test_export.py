@@ -181,3 +181,18 @@ def test_conv_stem_model_exports_within_tolerance(tmp_path: Path) -> None:
     manifest = export_model(model_dir, tmp_path / "onnx")
     image = manifest.parity["fp32"]["image"]
     assert image["passed"] and image["max_abs_diff"] < 1e-3
+
+
+def test_export_fuses_the_graphs_unless_told_not_to(model_dir: Path, exported: Path, tmp_path: Path) -> None:
+    def ops(path: Path) -> set[str]:
+        return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+    manifest = Manifest.read(exported)
+    for tower in ("image", "text"):
+        assert {"MultiHeadAttention", "BiasGelu"} <= ops(exported / f"{tower}.onnx")
+        assert manifest.optimization["fusions"][tower]["multi_head_attention"] >= 1
+    plain = export_model(model_dir, tmp_path / "plain", optimize=False)
+    for tower in ("image", "text"):
+        graph = onnx.load(str(plain.graph_path("fp32", tower)), load_external_data=False)
+        assert not [op for op in graph.opset_import if op.domain == "com.microsoft"]
+    assert plain.optimization["fusions"] == {} and plain.parity["fp32"]["image"]["passed"]

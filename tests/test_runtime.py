@@ -44,7 +44,7 @@ def _dense(vec: SparseVector, size: int) -> np.ndarray:
 
 
 def test_texts_match_torch(exported: tuple[Path, Path], torch_model: StairModel) -> None:
-    enc = load_encoder(exported[1], provider="cpu")
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32")  # parity with torch: fp32
     vectors = enc.encode_texts(TEXTS, batch_size=3)
     ids, mask = torch_model.tokenize(TEXTS)
     with torch.no_grad():
@@ -58,7 +58,7 @@ def test_texts_match_torch(exported: tuple[Path, Path], torch_model: StairModel)
 
 
 def test_images_match_torch(exported: tuple[Path, Path], torch_model: StairModel) -> None:
-    enc = load_encoder(exported[1], provider="cpu")
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32")
     images = sample_images(5)
     vectors = enc.encode_images(images, batch_size=2)
     pixels = np.stack([load_pixels(img, enc.manifest.image) for img in images])
@@ -69,7 +69,7 @@ def test_images_match_torch(exported: tuple[Path, Path], torch_model: StairModel
 
 
 def test_pruning_and_identity(exported: tuple[Path, Path]) -> None:
-    enc = load_encoder(exported[1], provider="cpu")
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32")
     full = enc.encode_texts(["a red circle"])[0]
     top = enc.encode_texts(["a red circle"], top_k=5)[0]
     assert len(top) == 5 and top.tokens == full.tokens[:5]
@@ -99,14 +99,15 @@ def test_provider_reporting(exported: tuple[Path, Path]) -> None:
     assert info.active in ("CPUExecutionProvider", "CUDAExecutionProvider")
     if not info.is_cuda:
         assert "CUDA unavailable" in info.reason
-        assert enc.active_precision("text") == "fp32"  # fp16 graphs are not used on CPU
+        # fp16 graphs are not used on CPU: auto runs the export's measured choice for CPU
+        assert enc.active_precision("text") == enc.manifest.auto["cpu"]["text"] != "fp16"
         with pytest.raises(ModelError, match="CUDA requested"):
             load_encoder(exported[1], provider="cuda").encode_texts(["x"])
     assert load_encoder(exported[1], provider="cpu").provider_info("image").reason == "requested"
 
 
 def test_streaming_reports_failures_and_keeps_order(exported: tuple[Path, Path], tmp_path: Path) -> None:
-    enc = load_encoder(exported[1], provider="cpu", decode_workers=2)
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32", decode_workers=2)
     paths = []
     for i, img in enumerate(sample_images(5)):
         paths.append(tmp_path / f"{i}.jpg")
@@ -131,7 +132,7 @@ def test_in_graph_top_k(exported: tuple[Path, Path], tmp_path: Path) -> None:
     manifest = Manifest.read(out)
     assert manifest.output_kind == "topk" and manifest.output_top_k == 16
     topk = load_encoder(out, provider="cpu").encode_texts(TEXTS)
-    dense = load_encoder(exported[1], provider="cpu").encode_texts(TEXTS, top_k=16)
+    dense = load_encoder(exported[1], provider="cpu", precision="fp32").encode_texts(TEXTS, top_k=16)
     for a, b in zip(topk, dense):
         assert set(a.tokens) == set(b.tokens)
         np.testing.assert_allclose(np.sort(a.weights), np.sort(b.weights), atol=1e-5)
@@ -155,7 +156,7 @@ def test_bad_model_directories_fail_with_one_line(exported: tuple[Path, Path], t
     shutil.copyfile(exported[1] / "tokenizer.json", copy / "tokenizer.json")
     (copy / "text.onnx").unlink()
     with pytest.raises(ModelError, match="missing"):
-        load_encoder(copy, provider="cpu").encode_texts(["x"])
+        load_encoder(copy, provider="cpu", precision="fp32").encode_texts(["x"])
 
 
 def test_runtime_never_imports_torch(exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -179,3 +180,88 @@ print('ok')
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_overlapped_streaming_matches_sequential(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    """The CUDA path runs inference in its own thread; on CPU it can be forced and must change nothing:
+    same vectors, same order, failures in place."""
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32", decode_workers=2)
+    sources: list[object] = []
+    for i, img in enumerate(sample_images(7)):
+        sources.append(tmp_path / f"{i}.png")
+        img.save(sources[-1])
+    sources.insert(3, b"not an image")
+    sources.append(tmp_path / "missing.jpg")
+    plain, overlapped = StreamStats(), StreamStats()
+    a = list(enc.iter_encode_images(sources, batch_size=3, stats=plain, overlap=False))
+    b = list(enc.iter_encode_images(sources, batch_size=3, stats=overlapped, overlap=True))
+    assert [r.index for r in b] == list(range(len(sources))) == [r.index for r in a]
+    assert [r.error for r in b] == [r.error for r in a] and sum(not r.ok for r in b) == 2
+    for x, y in zip(a, b):
+        if x.ok:
+            assert x.vector.tokens == y.vector.tokens
+            np.testing.assert_array_equal(x.vector.weights, y.vector.weights)
+    assert overlapped.batches == plain.batches == 3 and overlapped.items == len(sources)
+
+
+def test_io_binding_gives_the_same_outputs(exported: tuple[Path, Path]) -> None:
+    from stair_es.runtime.cuda_io import HostBuffers, run_bound
+
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32")
+    session = enc._session("image")[0]
+    spec = enc.manifest.image
+    buffers = HostBuffers((3, *spec.size), max_batch=4)
+    pixels = buffers.slot(0, 3)
+    pixels[:] = np.stack([load_pixels(img, spec) for img in sample_images(3)])
+    assert buffers.slot(0, 3).__array_interface__["data"] == pixels.__array_interface__["data"]
+    assert buffers.slot(1, 3).__array_interface__["data"] != pixels.__array_interface__["data"]
+    if buffers.kind == "pageable":  # no GPU here: says why the memory is not page-locked
+        assert buffers.note
+    bound = run_bound(session, {"pixel_values": pixels}, device_type="cpu")
+    plain = session.run(None, {"pixel_values": np.array(pixels)})
+    np.testing.assert_array_equal(bound[0], plain[0])
+    buffers.close()
+
+
+def test_auto_precision_follows_the_manifest(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest = Manifest.read(exported[1])
+    assert set(manifest.auto) == {"cpu", "cuda"} and manifest.auto["cuda"]["image"] == "fp16"
+    timing = manifest.optimization["timing"]["image"]
+    assert manifest.auto["cpu"]["image"] == max(("fp32", "int8"), key=lambda p: timing[f"{p}_items_per_s"])
+    copy = tmp_path / "copy"
+    shutil.copytree(exported[1], copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["auto"]["cpu"] = {"image": "int8", "text": "fp16"}  # fp16 is never run on CPU
+    (copy / "manifest.json").write_text(json.dumps(data))
+    enc = load_encoder(copy, provider="cpu")
+    assert enc.active_precision("image") == "int8"
+    assert enc.active_precision("text") == "fp32"  # fp16 is never auto on CPU
+    del data["auto"]
+    (copy / "manifest.json").write_text(json.dumps(data))
+    assert load_encoder(copy, provider="cpu").active_precision("image") == "fp32"  # older exports
+
+
+def test_batch_size_tuning_measures_candidates(exported: tuple[Path, Path]) -> None:
+    enc = load_encoder(exported[1], provider="cpu", precision="fp32")
+    for tower in ("image", "text"):
+        result = enc.tune_batch_size(tower, candidates=(1, 4, 16), budget_seconds=20)
+        assert result["batch_size"] in (1, 4, 16) and result["provider"] == "CPUExecutionProvider"
+        rates = {int(k): v for k, v in result["items_per_s"].items()}
+        assert rates and all(v > 0 for v in rates.values())
+        assert rates[result["batch_size"]] >= 0.97 * max(rates.values())
+
+
+def test_export_kept_the_faster_int8_and_recorded_both(exported: tuple[Path, Path]) -> None:
+    manifest = Manifest.read(exported[1])
+    for tower in ("image", "text"):
+        record = manifest.optimization["int8"][tower]
+        candidates = record["candidates"]
+        assert set(candidates) == {"dynamic", "static-qdq"}
+        assert candidates["dynamic"]["batch_dependent"] and not candidates["static-qdq"]["batch_dependent"]
+        passing = {m: c for m, c in candidates.items() if c["report"]["passed"]}
+        assert record["chosen"] in passing and manifest.parity["int8"][tower]["method"] == record["chosen"]
+        fastest = max(passing, key=lambda m: passing[m]["items_per_s"])
+        if record["chosen"] != fastest:  # static wins ties within 5%: it is per item, not per batch
+            assert record["chosen"] == "static-qdq"
+            assert passing["static-qdq"]["items_per_s"] >= 0.95 * passing["dynamic"]["items_per_s"]
+        assert candidates["static-qdq"]["calibration_items"] > 0

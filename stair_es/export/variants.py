@@ -3,7 +3,8 @@
 Every candidate graph is parity-checked against torch on the sample inputs, exactly like the plain
 export, and a candidate that misses its tolerance is dropped for the next one (the fused graph for
 the plain one, static int8 for dynamic int8), so optimisation can cost speed but never correctness.
-The int8 candidates and fp32 are also timed on this machine's CPU: the faster int8 is kept, and
+The int8 candidates and fp32 are also timed on this machine's CPU: the faster int8 is kept (static
+when within 5%: dynamic int8 makes an item's vector depend on its batch), and
 the faster of fp32 and int8 becomes the ``auto`` precision for CPU in the manifest. CUDA cannot be
 timed on a machine without it, so CUDA's ``auto`` is fp16 when exported (recorded as a default).
 """
@@ -166,13 +167,18 @@ def build_int8(c: Candidates, fp32: dict[str, str], static: bool = True) -> dict
                 candidates[method] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 continue
             report = c.measure(path, tower, "int8")
-            entry = {"path": path, "report": report, **details}
+            entry = {"path": path, "report": report, "batch_dependent": method == "dynamic", **details}
             if report["passed"]:
                 entry["items_per_s"] = round(1.0 / c.seconds_per_item(path, tower), 2)
             candidates[method] = entry
         passing = {m: e for m, e in candidates.items() if e.get("report", {}).get("passed")}
         if passing:
             chosen = max(passing, key=lambda m: passing[m]["items_per_s"])
+            # Dynamic int8 scales activations per batch, so an item's vector depends on the batch
+            # it was in; static int8 is per item. Within 5% speed the deterministic one wins.
+            if chosen == "dynamic" and "static-qdq" in passing:
+                if passing["static-qdq"]["items_per_s"] >= 0.95 * passing["dynamic"]["items_per_s"]:
+                    chosen = "static-qdq"
         else:
             tried = [m for m in candidates if "report" in candidates[m]]
             chosen = tried[0] if tried else None

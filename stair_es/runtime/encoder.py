@@ -12,13 +12,16 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from stair_es.errors import ModelError, UsageError
+from stair_es.runtime.cuda_io import HostBuffers, run_bound
 from stair_es.runtime.images import (
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
@@ -160,8 +163,11 @@ class Encoder:
 
     def run_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, ...]:
         """Raw graph output for a padded batch: (weights,) or (indices, values)."""
-        session = self._session("text")[0]
-        return tuple(session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}))
+        session, info, _ = self._session("text")
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if info.is_cuda:
+            return run_bound(session, feed)
+        return tuple(session.run(None, feed))
 
     # images --------------------------------------------------------------------------------
     def encode_images(
@@ -192,32 +198,56 @@ class Encoder:
         top_k: int | None = _DEFAULT,
         min_weight: float = _DEFAULT,
         stats: StreamStats | None = None,
+        overlap: bool | None = None,
     ) -> Iterator[ImageResult]:
         """Stream many images: decode in ``workers`` threads while the session runs the previous
-        batch; yields results in input order, with a one-line error for each image that failed."""
+        batch; yields results in input order, with a one-line error for each image that failed.
+
+        ``overlap`` (default: on CUDA) also runs the session in its own thread, so the next batch
+        is assembled (in a page-locked buffer on CUDA) while the current one is on the device."""
         stats = stats if stats is not None else StreamStats()
-        session_ready = self._session("image")  # fail fast on a broken model, before decoding
-        del session_ready
+        info = self._session("image")[1]  # fail fast on a broken model, before decoding
+        depth = 2 if (info.is_cuda if overlap is None else overlap) else 1
+        # page-locked buffers per stream (several threads may stream through one encoder)
+        host = HostBuffers((3, *self.manifest.image.size), batch_size) if info.is_cuda else None
+        pool = ThreadPoolExecutor(1, thread_name_prefix="stair-infer") if depth > 1 else None
         wall_start = time.perf_counter()
         batch: list[Any] = []
         failed: list[ImageResult] = []
+        in_flight: deque[tuple[Any, list[Any], list[ImageResult]]] = deque()
+        submitted = [0]
 
-        def flush() -> Iterator[ImageResult]:
+        def infer(pixels: np.ndarray) -> tuple[tuple[np.ndarray, ...], float]:
+            start = time.perf_counter()
+            raw = self.run_images(pixels)
+            return raw, time.perf_counter() - start
+
+        def submit() -> None:
+            job: Any = None
             if batch:
-                start = time.perf_counter()
-                raw = self.run_images(np.stack([item.pixels for item in batch]))
-                stats.inference_seconds += time.perf_counter() - start
-                stats.batches += 1
-                results = {
-                    item.index: ImageResult(item.index, item.source, vec)
-                    for item, vec in zip(batch, self.to_vectors(raw, top_k, min_weight))
-                }
-            else:
-                results = {}
-            for fail in failed:
-                results[fail.index] = fail
+                if host is not None:
+                    pixels = host.slot(submitted[0], len(batch))
+                    for row, item in enumerate(batch):
+                        pixels[row] = item.pixels
+                else:
+                    pixels = np.stack([item.pixels for item in batch])
+                submitted[0] += 1
+                job = pool.submit(infer, pixels) if pool is not None else infer(pixels)
+            in_flight.append((job, list(batch), list(failed)))
             batch.clear()
             failed.clear()
+
+        def complete_oldest() -> Iterator[ImageResult]:
+            job, items, fails = in_flight.popleft()
+            results: dict[int, ImageResult] = {}
+            if job is not None:
+                raw, seconds = job.result() if pool is not None else job
+                stats.inference_seconds += seconds
+                stats.batches += 1
+                for item, vec in zip(items, self.to_vectors(raw, top_k, min_weight)):
+                    results[item.index] = ImageResult(item.index, item.source, vec)
+            for fail in fails:
+                results[fail.index] = fail
             for index in sorted(results):
                 stats.items += 1
                 yield results[index]
@@ -229,29 +259,102 @@ class Encoder:
             prefetch=max(2 * batch_size, 8),
             max_pixels=self.max_image_pixels,
         )
-        while True:
-            wait_start = time.perf_counter()
-            item = next(decoded, None)
-            stats.waiting_for_decode_seconds += time.perf_counter() - wait_start
-            if item is None:
-                break
-            stats.decode_seconds += item.seconds
-            if item.error is not None:
-                stats.failures += 1
-                failed.append(ImageResult(item.index, item.source, None, item.error))
-            else:
-                batch.append(item)
-            if len(batch) >= batch_size:
-                yield from flush()
-        yield from flush()
+        try:
+            while True:
+                wait_start = time.perf_counter()
+                item = next(decoded, None)
+                stats.waiting_for_decode_seconds += time.perf_counter() - wait_start
+                if item is None:
+                    break
+                stats.decode_seconds += item.seconds
+                if item.error is not None:
+                    stats.failures += 1
+                    failed.append(ImageResult(item.index, item.source, None, item.error))
+                else:
+                    batch.append(item)
+                if len(batch) >= batch_size:
+                    submit()
+                    while len(in_flight) >= depth:
+                        yield from complete_oldest()
+            submit()
+            while in_flight:
+                yield from complete_oldest()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            if host is not None:
+                host.close()
         stats.wall_seconds += time.perf_counter() - wall_start
 
     def run_images(self, pixel_values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Raw graph output for preprocessed pixels ``[B, 3, H, W]`` float32."""
-        session = self._session("image")[0]
-        return tuple(
-            session.run(None, {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)})
-        )
+        session, info, _ = self._session("image")
+        feed = {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)}
+        if info.is_cuda:
+            return run_bound(session, feed)
+        return tuple(session.run(None, feed))
+
+    def tune_batch_size(
+        self,
+        tower: str = "image",
+        candidates: Sequence[int] | None = None,
+        budget_seconds: float = 30.0,
+        text_tokens: int = 24,
+    ) -> dict[str, Any]:
+        """Measure items/s of the model alone at growing batch sizes on this machine and provider;
+        returns the smallest batch within 3% of the best rate, and every rate measured.
+
+        Stops early when the budget is spent, when a larger batch is clearly slower, or when the
+        device runs out of memory (that batch is reported as failed)."""
+        info = self.provider_info(tower)
+        if candidates is None:
+            candidates = (32, 64, 128, 256, 512, 1024) if info.is_cuda else (4, 8, 16, 32, 64)
+        rng = np.random.default_rng(0)
+        height, width = self.manifest.image.size
+        rates: dict[int, float] = {}
+        errors: dict[int, str] = {}
+        deadline = time.perf_counter() + budget_seconds
+        for size in sorted(set(int(c) for c in candidates if int(c) > 0)):
+            if tower == "image":
+                pixels = rng.standard_normal((size, 3, height, width)).astype(np.float32)
+
+                def run(pixels: np.ndarray = pixels) -> Any:
+                    return self.run_images(pixels)
+            else:
+                length = min(text_tokens, self.manifest.max_text_length)
+                ids = rng.integers(len(self.tokens) // 2, len(self.tokens), (size, length))
+                mask = np.ones_like(ids)
+
+                def run(ids: np.ndarray = ids, mask: np.ndarray = mask) -> Any:
+                    return self.run_text(ids.astype(np.int64), mask.astype(np.int64))
+
+            try:
+                run()
+                best = float("inf")
+                for _ in range(3):
+                    start = time.perf_counter()
+                    run()
+                    best = min(best, time.perf_counter() - start)
+                    if time.perf_counter() > deadline:
+                        break
+            except Exception as exc:  # noqa: BLE001 - out of device memory ends the search
+                errors[size] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                break
+            rates[size] = size / best
+            top = max(rates.values())
+            if time.perf_counter() > deadline or (len(rates) >= 3 and rates[size] < 0.9 * top):
+                break
+        if not rates:
+            raise ModelError(f"batch-size tuning failed: {errors}")
+        top = max(rates.values())
+        chosen = min(size for size, rate in rates.items() if rate >= 0.97 * top)
+        return {
+            "tower": tower,
+            "provider": info.active,
+            "batch_size": chosen,
+            "items_per_s": {str(k): round(v, 2) for k, v in rates.items()},
+            "errors": {str(k): v for k, v in errors.items()},
+        }
 
     # output --------------------------------------------------------------------------------
     def to_vectors(
@@ -386,7 +489,9 @@ def load_encoder(
     """Open an exported model directory (or its manifest.json) for encoding.
 
     ``provider``: "auto" (CUDA when it works, else CPU, with the reason), "cuda" (no fallback) or
-    "cpu". ``precision``: "auto" (fp16 on CUDA when exported, else fp32), "fp32", "fp16", "int8".
+    "cpu". ``precision``: "auto" (per tower, the fastest graph the export measured for this
+    provider, recorded in the manifest; else fp16 on CUDA when exported, else fp32), "fp32",
+    "fp16", "int8".
     ``spin``: let idle onnxruntime threads busy-wait (default: only for the text session).
     """
     return Encoder(

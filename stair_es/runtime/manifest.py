@@ -145,8 +145,8 @@ class Manifest:
         """What ``precision="auto"`` runs: the export's measured choice for this provider, else fp16
         on CUDA when exported, else fp32."""
         choice = self.auto.get("cuda" if cuda else "cpu", {}).get(tower)
-        if choice in self.graphs and tower in self.graphs[choice]:
-            return choice
+        if choice in self.graphs and tower in self.graphs[choice] and (cuda or choice != "fp16"):
+            return choice  # fp16 is a GPU format: never auto on CPU, where it is slower than fp32
         return "fp16" if cuda and "fp16" in self.graphs else "fp32"
 
     def graph_path(self, precision: str, tower: str) -> Path:
