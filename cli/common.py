@@ -206,7 +206,8 @@ def precision_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         default="auto",
         show_default=True,
         envvar="STAIR_ES_PRECISION",
-        help="Graph variant: auto = fp16 on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
+        help="Graph variant: auto = the export's fastest measured for the provider (manifest), else fp16 "
+        "on CUDA when exported, else fp32 [env STAIR_ES_PRECISION].",
     )
 
 

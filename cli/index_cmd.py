@@ -39,6 +39,23 @@ Exit status:
 """
 
 
+class BatchSize(click.ParamType):
+    """A positive integer, or ``auto`` (tuned by measuring the model on this machine)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+        return number
+
+
 def _common_options(
     default_index: str, encoder: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -71,7 +88,13 @@ def _common_options(
             default=None,
             help="Write one JSONL line per item not indexed (path, kind, reason); rewritten each run.",
         ),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option(
+            "--batch-size",
+            type=BatchSize(),
+            default="32",
+            show_default=True,
+            help="Items per encoder run, or 'auto': measure a few sizes on this machine first.",
+        ),
         click.option(
             "--bulk-docs",
             type=click.IntRange(min=1),
@@ -189,6 +212,26 @@ def index() -> None:
     help="Image decode threads [default: cores, max 8].",
 )
 @max_image_pixels_option()
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on a Ray cluster (pip install 'stair-es[ray]'): host:port, or no value for RAY_ADDRESS / "
+    "the cluster `ray start` made here / a new local one. Files and model must be at the same path "
+    "on every node. Write --ray=ADDRESS (or --ray last) so a path is not taken for the address.",
+)
+@click.option(
+    "--ray-encoders",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Encoder actors (one ONNX session each) [default: one per GPU, else one per node].",
+)
+@click.option(
+    "--ray-writers", type=click.IntRange(min=1), default=1, show_default=True, help="Bulk writer actors."
+)
 def images(paths: tuple[Path, ...], **kw: Any) -> None:
     """Index images from folders (recursive), image files, or .jsonl/.csv manifests.
 
@@ -200,6 +243,8 @@ def images(paths: tuple[Path, ...], **kw: Any) -> None:
 
     Documents get ids from the file's sha256 (+ caption), so running the same command again
     skips what is already indexed: interrupted runs resume, new files are added incrementally.
+    With --ray the same happens on a Ray cluster (read and decode in CPU tasks, encoding in an
+    actor pool, bulk writers), with the same ids, counts and failures file.
     """
     from stair_es.ingest import discover_images, select_shard
 
@@ -304,9 +349,22 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
     target.name_for(encoder.model_id)
     report.index = target.index
     tower = "image" if kind == "images" else "text"
-    info = encoder.provider_info(tower)
-    report.provider = info.active
-    echo_err(f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}")
+    ray_options = _ray_options(kw)
+    if ray_options is None:
+        info = encoder.provider_info(tower)
+        report.provider = info.active
+        echo_err(
+            f"{tower} encoder: {encoder.model_id} [{encoder.active_precision(tower)}] on {info.describe()}"
+        )
+        if kw["batch_size"] == "auto":
+            tuned = encoder.tune_batch_size(tower)
+            kw["batch_size"] = tuned["batch_size"]
+            rates = ", ".join(f"{b}: {r:.1f}/s" for b, r in tuned["items_per_s"].items())
+            echo_err(f"batch size {kw['batch_size']} (measured {rates})")
+    else:
+        echo_err(f"{tower} encoder: {encoder.model_id}, on the Ray cluster's encoder actors")
+        if kw["batch_size"] == "auto":
+            kw["batch_size"] = 32
 
     if backend is None:
         sink: Any = MemorySink(target.index)
@@ -350,7 +408,15 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
             echo_err(
                 f"discovered {len(items)} images" + (f" for shard {report.shard}" if report.shard else "")
             )
-            index_images(items, encoder, sink, report, ledger, options=pipeline_options, progress=progress)
+            if ray_options is not None:
+                spec = _sink_spec(sink, backend, target.index, kw)
+                _index_on_ray(
+                    items, encoder, spec, report, ledger, kw, ray_options, pipeline_options, progress
+                )
+            else:
+                index_images(
+                    items, encoder, sink, report, ledger, options=pipeline_options, progress=progress
+                )
         else:
             index_texts(items, encoder, sink, report, ledger, options=pipeline_options, progress=progress)
     except KeyboardInterrupt:
@@ -385,6 +451,62 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         raise stopped
     if report.failed:
         sys.exit(EXIT_SOME_FAILED)
+
+
+def _ray_options(kw: dict[str, Any]) -> Any:
+    """RayOptions for --ray (None without it); a path taken for the address is a usage error."""
+    address = kw.get("ray_address")
+    if address is None:
+        return None
+    from stair_es.errors import UsageError
+    from stair_es.ingest.ray_ingest import RayOptions
+
+    address = address.strip() or None
+    if address is not None and not (address in ("auto", "local") or ":" in address):
+        raise UsageError(
+            f"--ray {address!r} is not a cluster address (host:port, auto or local); "
+            "write --ray=ADDRESS, or put --ray after the paths"
+        )
+    return RayOptions(
+        address=address,
+        encoders=kw.get("ray_encoders"),
+        encoder_cpus=kw.get("threads") or 1,
+        writers=kw.get("ray_writers") or 1,
+    )
+
+
+def _sink_spec(sink: Any, backend: Any, index: str, kw: dict[str, Any]) -> Any:
+    from stair_es.ingest.ray_ingest import SinkSpec
+
+    return SinkSpec(
+        connection=None if backend is None else backend.config,
+        index=index,
+        indexer_options=getattr(sink, "options", None),
+        compact=kw["compact"],
+        lookup=getattr(sink, "_can_have_docs", False),
+    )
+
+
+def _index_on_ray(items: Any, encoder: Any, spec: Any, report: Any, ledger: Any, kw: dict[str, Any],
+                  ray_options: Any, pipeline_options: Any, progress: Any) -> None:  # fmt: skip
+    from stair_es.ingest.ray_ingest import index_images_ray
+
+    encoder_kwargs = {
+        "provider": kw["provider"],
+        "precision": kw["precision"],
+        "max_image_pixels": kw["max_image_pixels"],
+    }
+    index_images_ray(
+        items,
+        encoder.manifest.root,
+        spec,
+        report,
+        ledger,
+        options=pipeline_options,
+        ray_options=ray_options,
+        encoder_kwargs=encoder_kwargs,
+        progress=progress,
+    )
 
 
 def _clear_line(progress: Any) -> None:

@@ -77,9 +77,9 @@ case "${1:-}" in
     echo "== pytest: unit + integration on a 2-node OpenSearch cluster (http://127.0.0.1:$OS_PORT,$((OS_PORT + 1)))"
     STAIR_ES_URL="http://127.0.0.1:$OS_PORT,http://127.0.0.1:$((OS_PORT + 1))" python -m pytest -m "not gpu" "$@"
     echo "== pytest: integration on OpenSearch 2.19 (http://127.0.0.1:$OS2_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$OS2_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults and not ray" integration_tests "$@"
     echo "== pytest: integration on Elasticsearch (http://127.0.0.1:$ES_PORT)"
-    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults" integration_tests "$@"
+    STAIR_ES_URL="http://127.0.0.1:$ES_PORT" python -m pytest -m "not gpu and not browser and not readme and not faults and not ray" integration_tests "$@"
     ;;
   *)
     echo "usage: bash scripts/run.sh demo|test [args...]" >&2

@@ -73,6 +73,7 @@ class RunReport:
     stopped: str | None = None  # why the load stopped early (the engine refused or went away)
     encoded: int = 0  # handed to the index so far (becomes indexed or failed when the load ends)
     caption_only: int = 0  # images with an empty token map, indexed for their caption (BM25) alone
+    ray: dict[str, Any] | None = None  # --ray: the cluster layout used (stage times then sum over workers)
 
     @property
     def skipped(self) -> int:
@@ -135,6 +136,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "interrupted": self.interrupted,
             "stopped": self.stopped,
+            **({"ray": self.ray} if self.ray is not None else {}),
         }
 
     def summary_lines(self) -> list[str]:
@@ -157,6 +159,12 @@ class RunReport:
             lines.append(
                 f"{self.caption_only} {unit} had no token with a positive weight: indexed by their caption "
                 "only (found by BM25/hybrid search, not by sparse queries)"
+            )
+        if self.ray is not None:
+            lines.append(
+                f"ray: {self.ray.get('encoders')} encoder actor(s) ({self.ray.get('gpus_per_encoder')} GPU, "
+                f"{self.ray.get('cpus_per_encoder')} CPU each) on {self.ray.get('nodes')} node(s); "
+                f"stage times above are summed over workers"
             )
         if self.failed:
             kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.failed_by_kind.most_common())

@@ -295,6 +295,18 @@ def load_pixels(
     return to_pixel_values(resize_and_crop(img, spec), spec)
 
 
+def decode_to_pixels(
+    source: ImageSource, spec: ImagePreprocessing, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray | None, str | None]:
+    """:func:`load_pixels` that never raises: ``(pixels, None)`` or ``(None, one-line reason)``."""
+    try:
+        return load_pixels(source, spec, max_pixels), None
+    except ImageDecodeError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill the batch
+        return None, f"{describe_source(source)}: unexpected {type(exc).__name__}: {exc}"
+
+
 @dataclass
 class DecodedItem:
     """One source after decoding: pixels or a one-line error, plus the CPU seconds it took."""
@@ -335,14 +347,8 @@ def iter_decoded(
 
     def work(index: int, source: ImageSource) -> DecodedItem:
         start = time.perf_counter()
-        try:
-            pixels = load_pixels(source, spec, max_pixels)
-            return DecodedItem(index, source, pixels, None, time.perf_counter() - start)
-        except ImageDecodeError as exc:
-            return DecodedItem(index, source, None, str(exc), time.perf_counter() - start)
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill the batch
-            msg = f"{describe_source(source)}: unexpected {type(exc).__name__}: {exc}"
-            return DecodedItem(index, source, None, msg, time.perf_counter() - start)
+        pixels, error = decode_to_pixels(source, spec, max_pixels)
+        return DecodedItem(index, source, pixels, error, time.perf_counter() - start)
 
     pending: deque[Future[DecodedItem]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stair-decode") as pool:
