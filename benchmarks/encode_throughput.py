@@ -1,14 +1,23 @@
-"""Encoder throughput: torch eager vs onnxruntime fp32 vs int8, side by side in one run.
+"""Encoder throughput: torch eager vs onnxruntime fp32 vs int8, and how close each runs to the
+machine's GEMM limit, side by side in one run.
 
 The same randomly initialised model (ViT-B/16 image tower, 12-layer BERT-base text tower, 30,522
-token vocabulary) is exported with ``stair_es.export`` and run through ``stair_es.runtime`` exactly
-as the product does. Engines are timed in interleaved rounds (torch, fp32, int8, torch, ...) so load
-from other processes on a shared machine hits all of them alike; medians are reported.
+token vocabulary) is exported with ``stair_es.export`` twice, as the product does (transformer
+fusions, the faster of dynamic and static int8) and plain (no fusions, dynamic int8: the export
+before issue 17), and run through ``stair_es.runtime``. Engines are timed in interleaved rounds
+(torch, plain fp32, fp32, plain int8, int8, torch, ...) so load from other processes on a shared
+machine hits all of them alike; medians of wall time and of process CPU time are reported (CPU
+seconds are what a busy machine cannot inflate by making us wait).
+
+The yardstick is the machine, not torch (``gemm_peak.py``): the model's own GEMM shapes (from an
+onnxruntime profile) timed as single MatMuls in fp32 and in the model's int8 form give the time the
+model would take doing nothing but GEMMs; ``*_fraction_of_gemm_peak`` = that / the model's time.
 
 Also measured: the end-to-end rate over a folder of camera-sized JPEG files (decode + encode,
 overlapped) with the split between decoding and inference, decode-only rates with and without
-JPEG draft mode, the share of image FLOPs in the vocabulary head, and (with ``--trained-model``) the
-int8-vs-fp32 top-10 token agreement on a trained model. On a CUDA machine it adds fp16 CUDA numbers.
+JPEG draft mode, the share of image FLOPs in the vocabulary head, the int8-vs-fp32 top-10 token agreement on
+a trained model (the shipped demo model; also a saved torch model with ``--trained-model``). On a
+CUDA machine it adds fp16 CUDA numbers.
 
     nice -n 5 python benchmarks/encode_throughput.py --json
 """
@@ -62,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--agreement-only", action="store_true", help="only the int8-vs-fp32 agreement on --trained-model"
     )
     p.add_argument("--workdir", default=None, help="keep exports here instead of a temp dir")
+    p.add_argument("--tune-batch", action="store_true", help="also run batch-size auto-tuning (int8 image)")
     p.add_argument("--quick", action="store_true", help="tiny config: checks the script, not the numbers")
     args = p.parse_args(argv)
     if args.quick:
@@ -174,40 +184,28 @@ def decode_rate(paths: list[Path], spec: Any, workers: int, draft: bool) -> floa
     return n / (time.perf_counter() - start)
 
 
-def int8_agreement_on(model_dir: str, workdir: Path, data: str | None = None) -> dict[str, Any]:
-    """int8 vs fp32 top-10 agreement (onnxruntime, both) on a trained model, over held-out pairs
-    from ``data`` when given, else the export's built-in sample images and captions."""
-    from stair_es.export import Tolerance, export_model, topk_agreement
-    from stair_es.export.parity import SAMPLE_TEXTS, sample_images
-    from stair_es.runtime import Manifest, load_encoder
-
-    lax = {"int8": Tolerance(None, 0.0)}
-    out = export_model(model_dir, workdir / "trained", int8=True, overwrite=True, tolerances=lax).root
-    fp32 = load_encoder(out, provider="cpu", precision="fp32")
-    int8 = load_encoder(out, provider="cpu", precision="int8")
-    if data:
-        from stair_es.data.readers import read_jsonl
-
-        pairs = read_jsonl(data)[:64]
-        texts = [p.caption for p in pairs]
-        images: list[Any] = list(dict.fromkeys(str(p.image) for p in pairs))
-    else:
-        texts = SAMPLE_TEXTS + captions(24, 12, seed=3)
-        images = sample_images(32, seed=5)
-    result: dict[str, Any] = {"model": str(model_dir), "texts": len(texts), "images": len(images)}
-    parity = Manifest.read(out).parity["int8"]
-    result["export_parity_int8_vs_torch"] = {t: parity[t]["top10_agreement"] for t in ("image", "text")}
-    for tower, run in (
-        ("text", lambda e: e.encode_texts(texts)),
-        ("image", lambda e: e.encode_images(images)),
-    ):
-        a, b = run(fp32), run(int8)
-        dense = [np.zeros((len(a), fp32.manifest.vocab_size), np.float32) for _ in range(2)]
-        for k, vecs in enumerate((a, b)):
-            for i, v in enumerate(vecs):
-                dense[k][i, v.ids] = v.weights
-        result[f"{tower}_top10_agreement"] = round(topk_agreement(dense[0], dense[1], 10), 4)
-    return result
+def timed_rounds(engines: dict[str, Callable[[], Any]], rounds: int) -> dict[str, dict[str, float]]:
+    """Per engine: median and min of wall and process-CPU seconds; one warm-up each, then rounds
+    alternating between engines."""
+    for fn in engines.values():
+        fn()
+    wall: dict[str, list[float]] = {n: [] for n in engines}
+    cpu: dict[str, list[float]] = {n: [] for n in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+    return {
+        n: {
+            "wall": statistics.median(wall[n]),
+            "wall_min": min(wall[n]),
+            "cpu": statistics.median(cpu[n]),
+            "cpu_min": min(cpu[n]),
+        }
+        for n in engines
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -219,18 +217,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from stair_es.runtime import StreamStats, load_encoder
     from stair_es.runtime.sessions import cuda_unavailable_reason
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from int8_agreement import demo_int8_agreement, int8_agreement_on
+
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="stair-bench-")
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
     if args.agreement_only:
         if not args.trained_model:
-            raise SystemExit("--agreement-only needs --trained-model")
+            return {"int8_top10_agreement_trained": demo_int8_agreement(workdir)}
         return {
             "int8_top10_agreement_trained": int8_agreement_on(
                 args.trained_model, workdir, args.agreement_data
             )
         }
+    loads = {"start": round(os.getloadavg()[0], 2)}
     result: dict[str, Any] = {
         "config": {
             "image_tower": f"ViT {args.layers}L/{args.hidden}d patch {args.patch_size} @ {args.image_size}px",
@@ -245,18 +247,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
-            "loadavg_start": os.getloadavg()[0],
+            "loadavg_1min": loads,
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
     }
 
-    log(args, "building and exporting the model (fp32 + int8) ...")
+    log(args, "building and exporting the model: optimized (fused, best int8) and plain ...")
     model, sources = build_model(args, workdir)
-    start = time.perf_counter()
     # Random weights make near-ties among tokens, so int8 agreement here is informative only; the
     # int8 quality bar is measured on a trained model below.
     lax = {"int8": Tolerance(None, 0.0)}
+    start = time.perf_counter()
     manifest = export_module(
         model,
         sources,
@@ -267,11 +269,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log=lambda m: log(args, m),
     )
     result["export_seconds"] = round(time.perf_counter() - start, 1)
+    plain = export_module(
+        model, sources, workdir / "onnx-plain", int8=True, overwrite=True, tolerances=lax, optimize=False
+    )
     result["parity"] = manifest.parity
+    result["auto"] = manifest.auto
+    result["optimization"] = manifest.optimization
+    loads["after_export"] = round(os.getloadavg()[0], 2)
     # No spinning: idle onnxruntime threads would otherwise steal the cores torch runs on next.
     opts = {"provider": "cpu", "intra_op_threads": args.threads, "spin": False}
-    fp32 = load_encoder(manifest.root, precision="fp32", **opts)
-    int8 = load_encoder(manifest.root, precision="int8", **opts)
+    encoders = {
+        "ort_fp32_plain": load_encoder(plain.root, precision="fp32", **opts),
+        "ort_fp32": load_encoder(manifest.root, precision="fp32", **opts),
+        "ort_int8_plain": load_encoder(plain.root, precision="int8", **opts),
+        "ort_int8": load_encoder(manifest.root, precision="int8", **opts),
+    }
+    fp32, int8 = encoders["ort_fp32"], encoders["ort_int8"]
 
     rng = np.random.default_rng(0)
     pixels = rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
@@ -289,30 +302,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return model.encode_text(ids_t, mask_t)
 
     log(args, "timing image towers (interleaved) ...")
-    image = interleaved(
-        {
-            "torch": torch_image,
-            "ort_fp32": lambda: fp32.run_images(pixels),
-            "ort_int8": lambda: int8.run_images(pixels),
-        },
+    image = timed_rounds(
+        {"torch": torch_image, **{n: (lambda e=e: e.run_images(pixels)) for n, e in encoders.items()}},
         args.rounds,
     )
+    loads["after_image"] = round(os.getloadavg()[0], 2)
     log(args, "timing text towers (interleaved) ...")
-    text = interleaved(
-        {
-            "torch": torch_text,
-            "ort_fp32": lambda: fp32.run_text(ids, mask),
-            "ort_int8": lambda: int8.run_text(ids, mask),
-        },
+    text = timed_rounds(
+        {"torch": torch_text, **{n: (lambda e=e: e.run_text(ids, mask)) for n, e in encoders.items()}},
         args.rounds,
     )
+    loads["after_text"] = round(os.getloadavg()[0], 2)
     b = args.batch_size
-    for name in ("torch", "ort_fp32", "ort_int8"):
-        result[name] = {"image_per_s": round(b / image[name], 2), "text_per_s": round(b / text[name], 2)}
-    result["ort_vs_torch_image"] = round(image["torch"] / image["ort_fp32"], 2)
-    result["ort_vs_torch_text"] = round(text["torch"] / text["ort_fp32"], 2)
-    result["int8_vs_torch_image"] = round(image["torch"] / image["ort_int8"], 2)
-    result["int8_vs_torch_text"] = round(text["torch"] / text["ort_int8"], 2)
+    for name in ("torch", *encoders):
+        result[name] = {
+            "image_per_s": round(b / image[name]["wall"], 2),
+            "text_per_s": round(b / text[name]["wall"], 2),
+            "image_per_cpu_s": round(b / image[name]["cpu"], 2),
+            "text_per_cpu_s": round(b / text[name]["cpu"], 2),
+        }
+    for tower, times in (("image", image), ("text", text)):
+        for precision in ("fp32", "int8"):
+            key = "ort" if precision == "fp32" else "int8"
+            for suffix, engine in (("", f"ort_{precision}"), ("_plain", f"ort_{precision}_plain")):
+                result[f"{key}_vs_torch_{tower}{suffix}"] = round(
+                    times["torch"]["wall"] / times[engine]["wall"], 2
+                )
+                result[f"{key}_vs_torch_{tower}{suffix}_cpu_time"] = round(
+                    times["torch"]["cpu"] / times[engine]["cpu"], 2
+                )
+
+    log(args, "GEMM limits: the model's GEMM shapes as single MatMuls, fp32 and int8 ...")
+    methods = {t: manifest.optimization["int8"][t]["chosen"] for t in ("image", "text")}
+    import gemm_peak
+
+    feeds = {"image": {"pixel_values": pixels}, "text": {"input_ids": ids, "attention_mask": mask}}
+    result["gemm_peak"] = {
+        tower: gemm_peak.limits(
+            plain.graph_path("fp32", tower), feeds[tower], methods[tower], times, args.threads, args.rounds
+        )
+        for tower, times in (("image", image), ("text", text))
+    }
+    loads["after_gemm"] = round(os.getloadavg()[0], 2)
+    for precision in ("fp32", "int8"):
+        key = f"{precision}_fraction_of_gemm_peak"
+        result[key] = {t: result["gemm_peak"][t][key] for t in ("image", "text")}
 
     # Head cost: FLOPs share, and the measured share of the torch image time.
     with torch.inference_mode():
@@ -326,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         head = interleaved({"head": head_only}, max(1, args.rounds - 1))["head"]
     result["image_head"] = {
         "flops_share": round(head_flops_share(args), 3),
-        "torch_time_share": round(head / image["torch"], 3),
+        "torch_time_share": round(head / image["torch"]["wall"], 3),
         "pooling": "max over positions before log1p(relu) (one activation per vocabulary entry, not per position)",
     }
 
@@ -349,24 +383,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             e2e[name]["inference_share_of_wall"] = round(stats.inference_seconds / stats.wall_seconds, 3)
         result["end_to_end_jpeg"] = e2e
 
+    if args.tune_batch:
+        log(args, "batch-size tuning (int8 image tower) ...")
+        result["batch_tuning_int8_image"] = int8.tune_batch_size("image", budget_seconds=120)
+
+    log(args, "int8 vs fp32 agreement on the trained demo model ...")
+    result["int8_top10_agreement_trained"] = demo_int8_agreement(workdir)
     if args.trained_model:
         log(args, f"int8 vs fp32 agreement on trained model {args.trained_model} ...")
-        result["int8_top10_agreement_trained"] = int8_agreement_on(
+        result["int8_top10_agreement_trained_model_dir"] = int8_agreement_on(
             args.trained_model, workdir, args.agreement_data
         )
-    else:
-        result["int8_top10_agreement_trained"] = {
-            "not_measured": "no trained model given (--trained-model / STAIR_ES_TRAINED_MODEL)"
-        }
 
     blocker = cuda_unavailable_reason(onnxruntime)
     if blocker is None:
         result["cuda_fp16"] = cuda_fp16(model, sources, workdir, pixels, ids, mask, args)
     else:
         result["cuda_fp16"] = {"not_measured": blocker}
-    result["machine"]["loadavg_end"] = os.getloadavg()[0]
+    loads["end"] = round(os.getloadavg()[0], 2)
+    result["targets"] = targets(result)
     tmp.cleanup()
     return result
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """Issue 17's CPU targets against this run's figures (met: true/false)."""
+    checks = {
+        "fp32_fraction_of_gemm_peak_image >= 0.8": result["fp32_fraction_of_gemm_peak"]["image"] >= 0.8,
+        "int8_fraction_of_gemm_peak_image >= 0.6": result["int8_fraction_of_gemm_peak"]["image"] >= 0.6,
+        "ort_fp32_vs_torch_image >= 1.2": result["ort_vs_torch_image"] >= 1.2,
+        "ort_fp32_vs_torch_text >= 1.2": result["ort_vs_torch_text"] >= 1.2,
+        "int8_vs_torch_image >= 3": result["int8_vs_torch_image"] >= 3.0,
+    }
+    trained = result.get("int8_top10_agreement_trained", {})
+    chosen = result["optimization"]["int8"]
+    for tower in ("image", "text"):
+        method = chosen[tower]["chosen"]
+        key = f"{tower}_{method}_top10_agreement"
+        if key in trained:
+            checks[f"trained int8 ({method}) {tower} top-10 agreement >= 0.9"] = trained[key] >= 0.9
+    return checks
 
 
 def cuda_fp16(
