@@ -136,3 +136,42 @@ def test_recreate_with_shards_is_refused(tiny_onnx_model: Path, tmp_path: Path) 
     result = _invoke("index", "images", str(tmp_path), "--model", str(tiny_onnx_model), "--dry-run",
                      "--recreate", "--num-shards", "2")  # fmt: skip
     assert result.exit_code == 2 and "--recreate with --num-shards" in result.stderr
+
+
+def test_batch_size_auto_is_measured_and_bad_values_refused(
+    tiny_onnx_model: Path, messy: MessyFolder
+) -> None:
+    result = _invoke(
+        "index", "images", str(messy.root / "a"), "--model", str(tiny_onnx_model), "--dry-run", "--json",
+        "--provider", "cpu", "--batch-size", "auto", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tuned = [line for line in result.stderr.splitlines() if line.startswith("batch size ")]
+    assert len(tuned) == 1 and "(measured " in tuned[0] and "/s" in tuned[0]
+    for bad in ("0", "big", "-3"):
+        refused = _invoke("index", "images", str(messy.root), "--batch-size", bad, "--dry-run")
+        assert refused.exit_code == 2 and "neither a positive integer nor 'auto'" in refused.stderr
+
+
+def test_ray_option_refuses_a_path_as_the_address(tiny_onnx_model: Path, messy: MessyFolder) -> None:
+    """`--ray photos/` would read the folder as a cluster address: one line that says how to write it."""
+    result = _invoke("index", "images", "--ray", str(messy.root), str(messy.root / "a"), "--dry-run",
+                     "--model", str(tiny_onnx_model))  # fmt: skip
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--ray=ADDRESS" in errors[0] and "Traceback" not in result.output
+
+
+def test_ray_without_the_extra_is_exit_6(tiny_onnx_model: Path, messy: MessyFolder) -> None:
+    """Where Ray is not installed (simulated by blocking its import in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['ray'] = None; from stair_es_cli.main import main; "
+        f"main(['index', 'images', {str(messy.root / 'a')!r}, '--model', {str(tiny_onnx_model)!r}, "
+        "'--dry-run', '--ray=127.0.0.1:1', '--no-progress'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 6, done.stderr
+    assert 'pip install "stair-es[ray]"' in done.stderr and "Traceback" not in done.stderr

@@ -105,6 +105,7 @@ def export_model(
     optimize: bool = True,
     calibration_images: list[Any] | None = None,
     calibration_texts: list[str] | None = None,
+    towers: tuple[str, ...] = TOWERS,
 ) -> Manifest:
     """Load a saved STAIR model and export it (see :func:`export_module`)."""
     from stair_es.model import StairModel
@@ -128,6 +129,7 @@ def export_model(
         optimize=optimize,
         calibration_images=calibration_images,
         calibration_texts=calibration_texts,
+        towers=towers,
     )
 
 
@@ -147,12 +149,14 @@ def export_module(
     optimize: bool = True,
     calibration_images: list[Any] | None = None,
     calibration_texts: list[str] | None = None,
+    towers: tuple[str, ...] = TOWERS,
 ) -> Manifest:
     """Export both towers of ``model`` (any module with ``encode_image``/``encode_text``) to ``out_dir``.
 
     ``optimize``: transformer fusions (see :mod:`stair_es.export.optimize`) and, with ``int8``, static
     int8 besides dynamic, the faster kept; ``calibration_images``/``calibration_texts`` (paths or
     PIL images, strings) set static int8's activation ranges (default: built-in samples).
+    ``towers``: a subset of ("image", "text") exports only those (e.g. an image-only GPU check).
     Raises :class:`ModelError` and writes nothing when a precision misses its parity tolerance.
     """
     log = log or (lambda _msg: None)
@@ -170,10 +174,13 @@ def export_module(
     model = model.eval().float()
     pixels = sample_pixels(sources.preprocessing)
     input_ids, mask = tokenizer(SAMPLE_TEXTS)
+    if not towers or not set(towers) <= set(TOWERS):
+        raise UsageError(f"towers must be a non-empty subset of {TOWERS}, got {towers}")
     inputs = {
         "image": {"pixel_values": pixels},
         "text": {"input_ids": input_ids, "attention_mask": mask},
     }
+    inputs = {tower: feed for tower, feed in inputs.items() if tower in towers}
     wrappers = {"image": ImageGraph(model, top_k), "text": TextGraph(model, top_k)}
     with torch.no_grad():
         reference = {
@@ -189,7 +196,7 @@ def export_module(
     try:
         raw: dict[str, Path] = {}
         exporters: dict[str, str] = {}
-        for tower in TOWERS:
+        for tower in inputs:
             raw[tower] = staging / f".{tower}.exported.onnx"
             example = tuple(torch.from_numpy(a[:2]) for a in inputs[tower].values())
             dynamic = (

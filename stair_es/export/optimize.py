@@ -209,8 +209,10 @@ def quantize_static_int8(
                 "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
             },
         )
+    fused = _fuse_qdq_gemms(dst)
     return {
         "method": "static-qdq",
+        "gemms_with_fused_bias": fused,
         "calibration_batches": len(feeds),
         "calibration_items": int(sum(next(iter(f.values())).shape[0] for f in feeds)),
         "quantized_gemms": len(nodes),
@@ -229,6 +231,74 @@ def _without_weight_value_info(src: str | os.PathLike) -> Any:
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
     return model
+
+
+def _fuse_qdq_gemms(path: str | os.PathLike) -> int:
+    """``DQ(x_q) x DQ(W_q) -> MatMul -> Add(bias)`` as one ``MatMulIntegerToFloat`` with its bias.
+
+    onnxruntime turns the QDQ pattern into ``MatMulIntegerToFloat`` itself but leaves the bias
+    ``Add`` as a separate pass over the output (about 15% of the ViT-B int8 time); dynamic int8
+    gets it fused. Written here directly, the static graph runs the bias inside the GEMM. Returns
+    how many GEMMs were rewritten (those with a bias; the others are left to onnxruntime)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    replace: dict[int, Any] = {}
+    drop: set[int] = set()
+    for node in graph.node:
+        if node.op_type != "MatMul" or len(consumers.get(node.output[0], [])) != 1:
+            continue
+        a_dq, w_dq = producer.get(node.input[0]), producer.get(node.input[1])
+        add = consumers[node.output[0]][0]
+        if not (
+            a_dq and w_dq and a_dq.op_type == w_dq.op_type == "DequantizeLinear" and add.op_type == "Add"
+        ):
+            continue
+        bias = next((i for i in add.input if i != node.output[0]), None)
+        if bias not in inits or len(inits[bias].dims) != 1 or not all(i in inits for i in w_dq.input):
+            continue
+        if (
+            len(a_dq.input) < 3
+            or len(w_dq.input) < 3
+            or inits[w_dq.input[0]].data_type != onnx.TensorProto.INT8
+        ):
+            continue
+        fused = helper.make_node(
+            "MatMulIntegerToFloat",
+            [a_dq.input[0], w_dq.input[0], a_dq.input[1], w_dq.input[1], a_dq.input[2], w_dq.input[2], bias],
+            [add.output[0]],
+            name=f"{node.name}_int8_bias",
+            domain="com.microsoft",
+        )
+        replace[id(node)] = fused
+        drop.add(id(add))
+    if not replace:
+        return 0
+    nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in drop]
+    used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
+    while True:  # DequantizeLinear nodes nobody reads any more
+        dead = [n for n in nodes if n.op_type == "DequantizeLinear" and n.output[0] not in used]
+        if not dead:
+            break
+        nodes = [n for n in nodes if n not in dead]
+        used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(path))
+    return len(replace)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ from stair_es.export.onnx_export import convert_fp16
 from stair_es.export.parity import Tolerance, compare, dense_from_output
 from stair_es.runtime.sessions import create_session
 
-TOWERS = ("image", "text")
 TIMING_ROUNDS = 3
 
 
@@ -88,7 +87,7 @@ def build_fp32(c: Candidates, raw: dict[str, Path], fuse: bool) -> dict[str, str
     """``{tower}.onnx``: the CPU-fused graph when it passes parity, else the plain export."""
     files = {}
     c.parity["fp32"] = {}
-    for tower in TOWERS:
+    for tower in c.inputs:
         name = f"{tower}.onnx"
         dst = c.staging / name
         report = None
@@ -117,7 +116,7 @@ def build_fp16(c: Candidates, raw: dict[str, Path], fuse: bool) -> dict[str, str
     contrib kernels, so this is what can be checked without a GPU)."""
     files = {}
     c.parity["fp16"] = {}
-    for tower in TOWERS:
+    for tower in c.inputs:
         src = raw[tower]
         if fuse:
             fused = c.staging / f".{tower}.cuda-fused.onnx"
@@ -144,7 +143,7 @@ def build_int8(c: Candidates, fp32: dict[str, str], static: bool = True) -> dict
     int8 tolerance; both are recorded in the manifest with their agreement and speed."""
     files = {}
     c.parity["int8"] = {}
-    for tower in TOWERS:
+    for tower in c.inputs:
         base = c.staging / fp32[tower]
         candidates: dict[str, dict[str, Any]] = {}
         builders: list[tuple[str, Callable[[Path], Any]]] = [
@@ -209,7 +208,7 @@ def build_int8(c: Candidates, fp32: dict[str, str], static: bool = True) -> dict
 def choose_auto(c: Candidates, graphs: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """``auto`` precision per provider and tower: CPU the faster measured graph, CUDA fp16."""
     auto: dict[str, dict[str, str]] = {"cpu": {}, "cuda": {}}
-    for tower in TOWERS:
+    for tower in c.inputs:
         speeds = {}
         if tower in graphs.get("int8", {}):
             for precision in ("fp32", "int8"):

@@ -368,18 +368,35 @@ def connect_ray(options: RayOptions) -> Any:
 
 
 def plan(ray: Any, options: RayOptions) -> dict[str, Any]:
-    """How many encoder actors and which resources each, from what the cluster has."""
+    """How many encoder actors and which resources each, from what the cluster has. The actors
+    must leave CPUs for the read and decode tasks, or those would wait for ever."""
+    from stair_es.errors import UsageError
+
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
+    cpus, gpus = float(resources.get("CPU", 0)), int(resources.get("GPU", 0))
     nodes = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
-    encoders = options.encoders or (gpus if gpus else nodes)
+    per_encoder = max(1, options.encoder_cpus)
+    if options.encoders:
+        encoders = options.encoders
+    elif gpus:
+        encoders = gpus
+    else:
+        encoders = max(1, min(nodes, int((cpus - options.decode_cpus) // per_encoder)))
+    spare = cpus - encoders * per_encoder
+    if spare < options.decode_cpus:
+        raise UsageError(
+            f"{encoders} encoder actor(s) x {per_encoder} CPU(s) leave {spare:g} of the cluster's {cpus:g} "
+            "CPUs for reading and decoding: use fewer --ray-encoders or --threads, or a bigger cluster"
+        )
+    if gpus and encoders > gpus:
+        raise UsageError(f"{encoders} encoder actors but the cluster has {gpus} GPU(s): one GPU per actor")
     return {
         "nodes": nodes,
-        "cpus": resources.get("CPU", 0),
+        "cpus": cpus,
         "gpus": gpus,
         "encoders": encoders,
         "gpus_per_encoder": 1 if gpus else 0,
-        "cpus_per_encoder": options.encoder_cpus,
+        "cpus_per_encoder": per_encoder,
         "writers": options.writers,
     }
 
