@@ -130,11 +130,15 @@ class LocalRayCluster:
                     os.killpg(process.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + 10  # a `ray start --block` tidies up for ~30 s; not worth waiting
         for process in reversed(self._processes):
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 process.wait(timeout=10)
         _kill_sessions({p.pid for p in self._processes})
         self._processes = []
