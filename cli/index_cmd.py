@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from stair_es_cli import index_ray
 from stair_es_cli.common import (
     connect_backend,
     connection_options,
@@ -212,26 +213,7 @@ def index() -> None:
     help="Image decode threads [default: cores, max 8].",
 )
 @max_image_pixels_option()
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run on a Ray cluster (pip install 'stair-es[ray]'): host:port, or no value for RAY_ADDRESS / "
-    "the cluster `ray start` made here / a new local one. Files and model must be at the same path "
-    "on every node. Write --ray=ADDRESS (or --ray last) so a path is not taken for the address.",
-)
-@click.option(
-    "--ray-encoders",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Encoder actors (one ONNX session each) [default: one per GPU, else one per node].",
-)
-@click.option(
-    "--ray-writers", type=click.IntRange(min=1), default=1, show_default=True, help="Bulk writer actors."
-)
+@index_ray.ray_options()
 def images(paths: tuple[Path, ...], **kw: Any) -> None:
     """Index images from folders (recursive), image files, or .jsonl/.csv manifests.
 
@@ -349,7 +331,7 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
     target.name_for(encoder.model_id)
     report.index = target.index
     tower = "image" if kind == "images" else "text"
-    ray_options = _ray_options(kw)
+    ray_options = index_ray.ray_options_from(kw)
     if ray_options is None:
         info = encoder.provider_info(tower)
         report.provider = info.active
@@ -409,8 +391,8 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
                 f"discovered {len(items)} images" + (f" for shard {report.shard}" if report.shard else "")
             )
             if ray_options is not None:
-                spec = _sink_spec(sink, backend, target.index, kw)
-                _index_on_ray(
+                spec = index_ray.sink_spec(sink, backend, target.index, kw)
+                index_ray.index_on_ray(
                     items, encoder, spec, report, ledger, kw, ray_options, pipeline_options, progress
                 )
             else:
@@ -451,62 +433,6 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         raise stopped
     if report.failed:
         sys.exit(EXIT_SOME_FAILED)
-
-
-def _ray_options(kw: dict[str, Any]) -> Any:
-    """RayOptions for --ray (None without it); a path taken for the address is a usage error."""
-    address = kw.get("ray_address")
-    if address is None:
-        return None
-    from stair_es.errors import UsageError
-    from stair_es.ingest.ray_ingest import RayOptions
-
-    address = address.strip() or None
-    if address is not None and not (address in ("auto", "local") or ":" in address):
-        raise UsageError(
-            f"--ray {address!r} is not a cluster address (host:port, auto or local); "
-            "write --ray=ADDRESS, or put --ray after the paths"
-        )
-    return RayOptions(
-        address=address,
-        encoders=kw.get("ray_encoders"),
-        encoder_cpus=kw.get("threads") or 1,
-        writers=kw.get("ray_writers") or 1,
-    )
-
-
-def _sink_spec(sink: Any, backend: Any, index: str, kw: dict[str, Any]) -> Any:
-    from stair_es.ingest.ray_ingest import SinkSpec
-
-    return SinkSpec(
-        connection=None if backend is None else backend.config,
-        index=index,
-        indexer_options=getattr(sink, "options", None),
-        compact=kw["compact"],
-        lookup=getattr(sink, "_can_have_docs", False),
-    )
-
-
-def _index_on_ray(items: Any, encoder: Any, spec: Any, report: Any, ledger: Any, kw: dict[str, Any],
-                  ray_options: Any, pipeline_options: Any, progress: Any) -> None:  # fmt: skip
-    from stair_es.ingest.ray_ingest import index_images_ray
-
-    encoder_kwargs = {
-        "provider": kw["provider"],
-        "precision": kw["precision"],
-        "max_image_pixels": kw["max_image_pixels"],
-    }
-    index_images_ray(
-        items,
-        encoder.manifest.root,
-        spec,
-        report,
-        ledger,
-        options=pipeline_options,
-        ray_options=ray_options,
-        encoder_kwargs=encoder_kwargs,
-        progress=progress,
-    )
 
 
 def _clear_line(progress: Any) -> None:
