@@ -36,6 +36,7 @@ from stair_es.ingest.discover import ImageItem
 from stair_es.ingest.pipeline import PipelineOptions, _record, _usable
 from stair_es.ingest.ray_stages import Encode, Gate, SinkSpec, Write, _rows, decode, read_and_hash
 from stair_es.ingest.report import Ledger, Progress, RunReport
+from stair_es.runtime.images import DEFAULT_MAX_PIXELS
 
 __all__ = ["RayOptions", "SinkSpec", "connect_ray", "import_ray", "index_images_ray", "plan"]
 
@@ -208,7 +209,10 @@ def index_images_ray(
             ds = ds.map_batches(
                 decode,
                 batch_size=options.batch_size,
-                fn_kwargs={"spec": manifest.image.to_dict(), "max_pixels": kwargs.get("max_image_pixels")},
+                fn_kwargs={
+                    "spec": manifest.image.to_dict(),
+                    "max_pixels": kwargs.get("max_image_pixels", DEFAULT_MAX_PIXELS),
+                },
                 num_cpus=ray_options.decode_cpus,
                 memory=decode_memory,
                 batch_format="numpy",
@@ -267,6 +271,8 @@ def _account(
         providers.add(str(row["provider"]))
     report.decode_cpu_seconds += float(row.get("decode_seconds") or 0.0)
     report.stage_seconds["inference"] += float(row.get("inference_seconds") or 0.0)
+    if int(row.get("caption_only") or 0) == 1:
+        report.caption_only += 1  # counted when encoded, as the single-process run does
     if status == "indexed":
         report.indexed += 1
     elif status == "skipped_existing":

@@ -22,7 +22,7 @@ from stair_es.ingest.report import classify_decode_error
 
 # Every stage emits every column (Ray Data concatenates blocks, which must share one schema).
 SCHEMA: dict[str, type] = {
-    **dict.fromkeys(("i", "width", "height"), int),
+    **dict.fromkeys(("i", "width", "height", "caption_only"), int),
     **dict.fromkeys(("decode_seconds", "inference_seconds"), float),
     **dict.fromkeys(("pixels", "token_ids", "weights", "text_ids", "text_weights"), bytes),
     **dict.fromkeys(
@@ -203,6 +203,8 @@ class Encode:
                 for i, vec in zip(wanted, self.encoder.encode_texts([captions[i] for i in wanted])):
                     text_vectors[i] = vec
             for row, vec, text in zip(todo, vectors, text_vectors):
+                # an empty token map with a caption is indexed by the caption alone (counted apart)
+                row["caption_only"] = int(len(vec) == 0 and bool(row["caption"]))
                 row["token_ids"] = np.asarray(vec.ids, dtype=np.int32).tobytes()
                 row["weights"] = np.asarray(vec.weights, dtype=np.float32).tobytes()
                 if text is not None:
@@ -220,10 +222,16 @@ class Write:
 
     def __init__(self, spec: SinkSpec, model_dir: str) -> None:
         from stair_es.runtime import Manifest
+        from stair_es.runtime.encoder import Encoder
         from stair_es.runtime.tokenizer import TextTokenizer
 
         manifest = Manifest.read(model_dir)
-        self.tokens = TextTokenizer.from_file(manifest.tokenizer_path, manifest.max_text_length).tokens
+        # the names of the output dimensions, as the encoder names them (a separate output vocabulary
+        # when the text input has its own tokenizer, e.g. CLIP's BPE)
+        self.tokens = (
+            Encoder._load_output_vocab(manifest)
+            or TextTokenizer.from_file(manifest.tokenizer_path, manifest.max_text_length).tokens
+        )
         self.sink = spec.open()
 
     def _vector(self, ids: bytes, weights: bytes) -> Any:
