@@ -27,7 +27,7 @@ from stair_es_cli.common import (
 )
 
 EXIT_NO_HITS = 1
-MODE_CHOICES = ("exact", "two-phase", "native", "bm25")
+MODE_CHOICES = ("exact", "two-phase", "native", "native-pruned", "bm25")
 TARGET_INDEX = {"image": "stair-images", "both": "stair-images", "text": "stair-texts"}
 _FILTER_RE = re.compile(r"^([^=<>!]+?)\s*(>=|<=|!=|=|>|<)(.*)$")
 _RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
@@ -269,7 +269,8 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
     show_default=True,
     help="exact: dot product over all query tokens; two-phase: heaviest tokens, then the rest for the "
     "top documents (for long queries: ~4x faster on OpenSearch 2.x, ~1.5x on 3.x); "
-    "native: the engine's own sparse query; bm25: captions only.",
+    "native: the engine's own sparse query (exact scores); native-pruned: Elasticsearch 9's "
+    "sparse_vector query with its token pruning (approximate); bm25: captions only.",
 )
 @click.option("--hybrid", is_flag=True, help="Add BM25 on captions to the sparse score (text queries).")
 @click.option(
@@ -333,7 +334,8 @@ def search(
     given = [x for x in (query, image, tokens_json) if x is not None]
     if len(given) != 1:
         raise UsageError('give exactly one query: a text ("..."), --image FILE or --tokens JSON')
-    engine_mode = mode.replace("-", "_")
+    native_prune = mode == "native-pruned"
+    engine_mode = "native" if native_prune else mode.replace("-", "_")
     if hybrid:
         if mode not in ("exact",):
             raise UsageError("--hybrid combines BM25 with the exact sparse score; drop --mode")
@@ -351,7 +353,9 @@ def search(
         encoder = None
         if tokens is None and engine_mode != "bm25":
             encoder = load_runtime_encoder(model_for_index(model_path, backend, index), provider)
-        searcher = Searcher(backend, index, encoder, options=QueryOptions(max_clauses=max_clauses))
+        searcher = Searcher(
+            backend, index, encoder, options=QueryOptions(max_clauses=max_clauses, native_prune=native_prune)
+        )
         kwargs: dict[str, Any] = {
             "k": k,
             "offset": offset,

@@ -27,6 +27,20 @@ def _get(url: str) -> dict:
         return json.loads(resp.read().decode())
 
 
+def _root(url: str) -> dict:
+    """``GET /``; Elasticsearch builds without the rest-root module (Maven's 8.x/9.x zips) answer
+    405 there, so the same fields are read from ``_nodes/_local`` (``rest_root``: False)."""
+    try:
+        return _get(url)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 405 or exc.headers.get("X-Elastic-Product") != "Elasticsearch":
+            raise
+    nodes = _get(url.rstrip("/") + "/_nodes/_local?filter_path=cluster_name,nodes.*.version")
+    node = next(iter(nodes["nodes"].values()))
+    version = {"number": node["version"], "distribution": "elasticsearch"}
+    return {"version": version, "cluster_name": nodes.get("cluster_name", ""), "rest_root": False}
+
+
 @pytest.fixture(scope="session")
 def engine_url() -> Iterator[str]:
     """URL of a live engine (or a cluster's node URLs, comma-separated, as stair-es takes them);
@@ -39,7 +53,7 @@ def engine_url() -> Iterator[str]:
         started_port = int(os.environ.get("STAIR_ES_TEST_PORT", "9251"))
         url = start(port=started_port, log=lambda m: None).url
     try:
-        info = _get(url.split(",")[0])  # a cluster's nodes, comma-separated: ask the first
+        info = _root(url.split(",")[0])  # a cluster's nodes, comma-separated: ask the first
     except (urllib.error.URLError, OSError) as exc:
         pytest.fail(
             f"engine at {url} is unreachable ({exc}); start one with: stair-es engine up", pytrace=False
@@ -55,7 +69,7 @@ def engine_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def engine_info(engine_url: str) -> dict:
     """``GET /`` of the engine under test."""
-    return _get(engine_url.split(",")[0])
+    return _root(engine_url.split(",")[0])
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from stair_es.local.distributions import DEFAULT_ELASTICSEARCH_VERSION, DEFAULT_OPENSEARCH_VERSION
+from stair_es.local.distributions import DEFAULT_OPENSEARCH_VERSION, ELASTICSEARCH_7_VERSION
 
 yaml = pytest.importorskip("yaml")
 
@@ -28,7 +28,8 @@ COMPOSE = REPO / "docker-compose.yml"
 ENGINE_IMAGES = {
     "opensearchproject/opensearch": DEFAULT_OPENSEARCH_VERSION,
     "opensearchproject/opensearch-dashboards": DEFAULT_OPENSEARCH_VERSION,
-    "docker.elastic.co/elasticsearch/elasticsearch": DEFAULT_ELASTICSEARCH_VERSION,
+    # the compose demo keeps the 7.17 image (rank_features); local nodes default to 9.x
+    "docker.elastic.co/elasticsearch/elasticsearch": ELASTICSEARCH_7_VERSION,
 }
 _VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
 

@@ -91,15 +91,23 @@ def test_port_taken_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             start(port=port, log=lambda m: None)
 
 
-def test_elasticsearch_7_17_is_assembled_from_maven_and_newer_is_refused() -> None:
+def test_elasticsearch_distributions_by_major() -> None:
+    """7.17 gets mapper-extras (rank_features) and a Java cap; 8.x/9.x are the core zip alone (pinned,
+    sparse_vector) on Java 17+/21+; before 8.11 neither token field type exists and it is refused."""
     from stair_es.errors import UsageError
+    from stair_es.local.distributions import DEFAULT_ELASTICSEARCH_VERSION, ELASTICSEARCH_7_VERSION
 
-    dist = get_distribution("elasticsearch")
+    dist = get_distribution("elasticsearch", ELASTICSEARCH_7_VERSION)
     assert dist.version.startswith("7.17.") and dist.max_java == 23
     assert [m.name for m in dist.modules] == ["mapper-extras"]
     assert "elasticsearch.version=" in dist.descriptor(dist.modules[0])
-    with pytest.raises(UsageError, match="no mapper-extras"):
-        get_distribution("elasticsearch", "8.19.21")
+    default = get_distribution("elasticsearch")
+    assert default.version == DEFAULT_ELASTICSEARCH_VERSION and default.version.startswith("9.")
+    assert default.modules == () and default.min_java == 21 and default.core.sha256
+    es8 = get_distribution("elasticsearch", "8.15.0")
+    assert es8.modules == () and es8.min_java == 17 and es8.core.sha256
+    with pytest.raises(UsageError, match="neither rank_features"):
+        get_distribution("elasticsearch", "8.10.4")
 
 
 def test_running_node_on_another_data_dir_is_not_silently_reused(

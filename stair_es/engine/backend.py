@@ -56,6 +56,13 @@ class ClusterInfo:
     def supports_sparse_vector_query(self) -> bool:
         return self.distribution == "elasticsearch" and self.version >= (8, 15, 0)
 
+    @property
+    def supports_sparse_vector_index_options(self) -> bool:
+        """``index_options.prune`` on ``sparse_vector`` fields (8.19 and 9.1+, pruning on by default)."""
+        if self.distribution != "elasticsearch":
+            return False
+        return self.version >= (9, 1, 0) or (8, 19, 0) <= self.version < (9, 0, 0)
+
     def describe(self) -> str:
         name = "OpenSearch" if self.distribution == "opensearch" else "Elasticsearch"
         return f"{name} {self.number}" if self.detected else f"{name} (version assumed {self.number})"
@@ -75,6 +82,18 @@ def parse_root(body: Mapping[str, Any]) -> ClusterInfo:
         cluster_name=str(body.get("cluster_name", "")),
         lucene_version=str(version.get("lucene_version", "")),
     )
+
+
+def _node_info(data: bytes) -> ClusterInfo | None:
+    """Elasticsearch's version from ``GET /_nodes/_local`` (where ``GET /`` is not served)."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    node = next(iter((body.get("nodes") or {}).values()), None)
+    if not node or not node.get("version"):
+        return None
+    return ClusterInfo("elasticsearch", str(node["version"]), cluster_name=str(body.get("cluster_name", "")))
 
 
 def detect(config: ConnectionConfig) -> ClusterInfo:
@@ -101,6 +120,14 @@ def detect(config: ConnectionConfig) -> ClusterInfo:
             raise EngineError(
                 f"{url} refused the credentials (HTTP {resp.status}): check user/password/API key"
             )
+        if resp.status == 405 and resp.headers.get("X-Elastic-Product") == "Elasticsearch":
+            # builds without the rest-root module (Maven's 8.x/9.x integ-test zips): ask the node
+            resp = pool.request(
+                "GET", url + "/_nodes/_local?filter_path=cluster_name,nodes.*.version", headers=headers
+            )
+            info = _node_info(resp.data) if resp.status == 200 else None
+            if info is not None:
+                return info
         if resp.status != 200:
             problems.append(f"{url}: HTTP {resp.status}")
             continue
@@ -232,6 +259,34 @@ class Backend:
             and any("neural-search" in p for p in self.plugins())
         )
 
+    def token_field_type(self) -> str:
+        """``rank_features`` where mapper-extras is installed (OpenSearch, ES 7.x, full ES builds),
+        else ES's core ``sparse_vector`` (8.11+: same FeatureField storage, ``term`` clauses score
+        the same linear dot product); one line when the cluster has neither."""
+        if "mapper-extras" in self.plugins():
+            return "rank_features"
+        if self.info.supports_sparse_vector_field:
+            return "sparse_vector"
+        raise EngineError(
+            f"{self.info.describe()} has no mapper-extras module (rank_features) and no sparse_vector "
+            "field (Elasticsearch 8.11+): install mapper-extras, or use a newer engine"
+        )
+
+    def token_field_options(self, token_field_type: str) -> dict[str, Any]:
+        """Extra mapping for the token fields: ES 8.19+/9.x prune stored tokens of a new
+        ``sparse_vector`` field by default (approximate scores); ``prune: false`` keeps them all."""
+        if token_field_type == "sparse_vector" and self.info.supports_sparse_vector_index_options:
+            return {"index_options": {"prune": False}}
+        return {}
+
+    @property
+    def has_sparse_vector_query(self) -> bool:
+        """ES's ``sparse_vector`` query: x-pack core registers it on 9.x; on 8.15-8.x only the
+        machine-learning plugin does (Maven's core-only 8.x builds answer "unknown query")."""
+        if not self.info.supports_sparse_vector_query:
+            return False
+        return self.info.major >= 9 or any(p in ("x-pack-ml", "ml") for p in self.plugins())
+
     def max_clause_count(self) -> int:
         """The engine's bool clause limit (ES 8.1+: at least 1024, auto-sized, setting ignored)."""
         if self._max_clauses is None:
@@ -263,13 +318,17 @@ class Backend:
         shards: int = 1,
         replicas: int = 0,
         refresh_interval: str = "1s",
-        token_field_type: str = "rank_features",
+        token_field_type: str | None = None,
         tokens_in_source: bool = True,
         extra_settings: Mapping[str, Any] | None = None,
         exist_ok: bool = False,
         weight_shift: int | None = None,
     ) -> dict[str, Any]:
-        """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model."""
+        """Create ``index`` for ``model``; with ``exist_ok`` an existing index must match the model.
+
+        ``token_field_type`` None: what this cluster can store (:meth:`token_field_type`); the
+        choice is recorded in ``_meta`` so that every later query is built for it.
+        """
         if self.index_exists(index):
             if not exist_ok:
                 raise EngineError(
@@ -281,6 +340,7 @@ class Backend:
         # core-only Elasticsearch builds (e.g. assembled from Maven Central) lack analysis-common,
         # which provides the "english" analyzer: fall back to "standard" rather than fail
         analyzer = "english" if "analysis-common" in self.plugins() else "standard"
+        token_field_type = token_field_type or self.token_field_type()
         body = index_body(
             self.distribution,
             model,
@@ -292,6 +352,7 @@ class Backend:
             tokens_in_source=tokens_in_source,
             extra_settings=extra_settings,
             weight_shift=weight_shift,
+            token_field_options=self.token_field_options(token_field_type),
         )
         return self._call(f"creating index '{index}'", self.client.indices.create, index=index, body=body)
 

@@ -82,6 +82,7 @@ def index_body(
     caption_analyzer: str = "english",
     extra_settings: Mapping[str, Any] | None = None,
     weight_shift: int | None = None,
+    token_field_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``PUT /<index>`` body for ``distribution`` ("opensearch" or "elasticsearch").
 
@@ -111,7 +112,8 @@ def index_body(
         raise UsageError(f"weight_shift must be in [0, {MAX_WEIGHT_SHIFT}], got {weight_shift}")
     if weight_shift and token_field_type != "rank_features":
         raise UsageError(
-            "weight_shift needs rank_features token fields (sparse_vector queries are not shifted)"
+            "compact weight shift needs rank_features token fields; sparse_vector fields (Elasticsearch "
+            "8.x/9.x without mapper-extras) store plain weights: leave weight_shift unset"
         )
     body = copy.deepcopy(load(distribution))
     settings = body["settings"]["index"]
@@ -122,7 +124,7 @@ def index_body(
         settings.update(extra_settings)
     props = body["mappings"]["properties"]
     for name in TOKEN_FIELDS.values():
-        props[name] = {"type": token_field_type}
+        props[name] = {"type": token_field_type, **copy.deepcopy(dict(token_field_options or {}))}
     props[CAPTION_FIELD]["analyzer"] = caption_analyzer
     if not tokens_in_source:
         body["mappings"]["_source"] = {"excludes": list(TOKEN_FIELDS.values())}
@@ -137,6 +139,8 @@ def index_body(
         "library_version": __version__,
         "weight_shift": weight_shift,
     }
+    if token_field_options:
+        meta["token_field_options"] = copy.deepcopy(dict(token_field_options))
     if model.vocab_size is not None:
         meta["vocab_size"] = int(model.vocab_size)
     if model.path:

@@ -62,6 +62,7 @@ class QueryOptions:
     sparse_weight: float = 1.0
     bm25_weight: float = 1.0
     track_total_hits: bool = False
+    native_prune: bool = False  # mode native on Elasticsearch: let the sparse_vector query prune tokens
 
 
 @dataclass
@@ -129,8 +130,11 @@ def dot_product_query(
     return {"dis_max": {"queries": per_field, "tie_breaker": 0.0}}
 
 
-def native_query(fields: Sequence[str], vec: SparseVector, distribution: str) -> tuple[dict[str, Any], float]:
-    """ES ``sparse_vector`` (``prune: false`` = exact) or OpenSearch ``neural_sparse`` raw tokens.
+def native_query(
+    fields: Sequence[str], vec: SparseVector, distribution: str, prune: bool = False
+) -> tuple[dict[str, Any], float]:
+    """ES ``sparse_vector`` (``prune: false`` = exact; ``prune`` = ES's default token pruning, which
+    drops frequent low-weight query tokens: faster, approximate) or OpenSearch ``neural_sparse``.
 
     neural_sparse refuses weights above 64, so the query is scaled down and the returned factor
     scales scores back.
@@ -144,7 +148,7 @@ def native_query(fields: Sequence[str], vec: SparseVector, distribution: str) ->
             tokens = {t: w / scale for t, w in tokens.items()}
         per_field = [{"neural_sparse": {f: {"query_tokens": tokens}}} for f in fields]
     else:
-        per_field = [{"sparse_vector": {"field": f, "query_vector": tokens, "prune": False}} for f in fields]
+        per_field = [{"sparse_vector": {"field": f, "query_vector": tokens, "prune": prune}} for f in fields]
     if len(per_field) == 1:
         return per_field[0], scale
     return {"dis_max": {"queries": per_field, "tie_breaker": 0.0}}, scale
@@ -269,7 +273,11 @@ def build_query(
     sent, plan.score_scale = _boost_range(used, weight_shift)  # native was refused above if shifted
 
     if mode == "native":
-        query, plan.score_scale = native_query(fields, used, distribution)
+        if options.native_prune and distribution != "elasticsearch":
+            raise ValueError(
+                "native pruning is Elasticsearch's sparse_vector query option; use mode 'native'"
+            )
+        query, plan.score_scale = native_query(fields, used, distribution, prune=options.native_prune)
         body["query"] = _with_filters(query, filters)
     elif mode == "exact":
         body["query"] = _with_filters(dot_product_query(fields, sent, field_type, weight_shift), filters)

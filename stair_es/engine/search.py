@@ -467,18 +467,26 @@ class Searcher:
                 f"index '{self.index}' is compact (weights stored times 2**-{self.meta.weight_shift}), "
                 "which native sparse queries cannot undo: use mode 'exact' (same scores)"
             )
+        if self.options.native_prune and backend.distribution != "elasticsearch":
+            raise UsageError(
+                "native pruning is an option of Elasticsearch's sparse_vector query; "
+                f"{backend.info.describe()} has none: use mode 'native' or 'two-phase'"
+            )
         if backend.distribution == "opensearch":
             if not backend.has_neural_sparse:
                 raise EngineError(
                     "mode 'native' needs the neural-search plugin (OpenSearch 2.14+); "
                     f"{backend.info.describe()} does not have it: use mode 'exact' (same scores)"
                 )
-        elif not (
-            backend.info.supports_sparse_vector_query and self.meta.token_field_type == "sparse_vector"
-        ):
+        elif self.meta.token_field_type != "sparse_vector":
             raise EngineError(
-                "mode 'native' needs Elasticsearch 8.15+ and an index created with sparse_vector "
-                "token fields; use mode 'exact' (same scores)"
+                f"mode 'native' needs sparse_vector token fields; index '{self.index}' has "
+                f"{self.meta.token_field_type} (mapper-extras is installed): use mode 'exact' (same scores)"
+            )
+        elif not backend.has_sparse_vector_query:
+            raise EngineError(
+                f"mode 'native' needs the sparse_vector query (Elasticsearch 9.x, or 8.15+ with the "
+                f"machine-learning plugin); {backend.info.describe()} lacks it: use mode 'exact' (same scores)"
             )
 
 

@@ -169,11 +169,36 @@ def _elasticsearch(version: str, pins: dict[str, str] | None = None) -> Distribu
     )
 
 
+def _elasticsearch_core(version: str, sha256: str | None = None) -> Distribution:
+    """Elasticsearch 8.x/9.x: the core zip alone (x-pack core and security, no mapper-extras).
+
+    Without mapper-extras there is no ``rank_features``: stair-es stores tokens in the core
+    ``sparse_vector`` field (8.11+) there, decided from the node's module list at index creation.
+    """
+    major = int(version.split(".")[0])
+    if (major, int(version.split(".")[1])) < (8, 11):
+        raise UsageError(
+            f"Elasticsearch {version} has neither rank_features (no mapper-extras jar on Maven Central "
+            "after 7.17) nor sparse_vector (8.11+): use 7.17.x or 8.11+"
+        )
+    return Distribution(
+        engine="elasticsearch",
+        version=version,
+        core=Artifact(
+            "org.elasticsearch.distribution.integ-test-zip", "elasticsearch", version, "zip", sha256
+        ),
+        min_java=21 if major >= 9 else 17,
+    )
+
+
 # 3.8 (Lucene 10.5, Java 21+) is the default: on our benchmark its exact sparse queries are 3-8x
 # faster than 2.19's (Lucene 9.12). 2.19.6, the last 2.x line, stays tested in CI.
 DEFAULT_OPENSEARCH_VERSION = "3.8.0"
 PREVIOUS_OPENSEARCH_VERSION = "2.19.6"
-DEFAULT_ELASTICSEARCH_VERSION = "7.17.29"
+# The newest Elasticsearch that runs from Maven Central here; 8.x and 7.17 (rank_features) stay tested.
+DEFAULT_ELASTICSEARCH_VERSION = "9.1.0"
+ELASTICSEARCH_8_VERSION = "8.15.0"
+ELASTICSEARCH_7_VERSION = "7.17.29"
 
 # Pinned bytes of the tested releases: a changed artifact is refused, not trusted.
 _OPENSEARCH_PINS = {
@@ -196,6 +221,13 @@ _PINS_ES_7_17_29 = {
 }
 
 
+# 9.x integ-test zips come without a .sha1 on Maven Central: the SHA-256 pin is the only check
+_PINS_ES_CORE = {
+    "8.15.0": "c473366cf9e27bf6af9a9981a5e57dc206c04217439dbdf58df60e3683dff08b",
+    "9.1.0": "be5c5440bb6344cee4070f8f77a6c3cd72363db494944047cdd93748c4e19111",
+}
+
+
 _VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
 
 
@@ -211,10 +243,7 @@ def get_distribution(engine: str = "opensearch", version: str | None = None) -> 
         return _opensearch(version, pins, min_java=21 if major >= 3 else 11)
     if engine == "elasticsearch":
         version = version or DEFAULT_ELASTICSEARCH_VERSION
-        if not version.startswith("7."):
-            raise UsageError(
-                f"Elasticsearch {version} cannot be assembled from Maven Central (no mapper-extras module "
-                "jar, so no rank_features, after 7.17): use 7.17.x, or point STAIR_ES_URL at your cluster"
-            )
-        return _elasticsearch(version, _PINS_ES_7_17_29 if version == "7.17.29" else None)
+        if version.startswith("7."):
+            return _elasticsearch(version, _PINS_ES_7_17_29 if version == "7.17.29" else None)
+        return _elasticsearch_core(version, _PINS_ES_CORE.get(version))
     raise UsageError(f"unknown engine '{engine}': choose opensearch or elasticsearch")
