@@ -21,6 +21,7 @@ processes affects the three alike.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -41,23 +42,40 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def measure(backend, index, queries, options, limit, k, warmup, weight_shift=0) -> dict:
-    """Exact, two-phase and BM25 per query, interleaved, one query at a time (client wall time)."""
+def measure(
+    backend,
+    index,
+    queries,
+    options,
+    limit,
+    k,
+    warmup,
+    weight_shift=0,
+    field_type="rank_features",
+    native=False,
+) -> dict:
+    """Exact, two-phase and BM25 per query, interleaved, one query at a time (client wall time);
+    with ``native`` (ES 9 ``sparse_vector`` query) also native exact and native with ES pruning."""
     lat: dict[str, list[float]] = {"exact": [], "two_phase": [], "bm25": []}
-    overlaps, phase1_sizes, query_sizes = [], [], []
+    if native:
+        lat.update(native=[], native_pruned=[])
+    overlaps, pruned_overlaps, phase1_sizes, query_sizes = [], [], [], []
     plans = {}
+    pruned_options = dataclasses.replace(options, native_prune=True)
     for i, (vec, text) in enumerate(queries):
         plans = {
             mode: build_query(
                 vec,
                 ["image_tokens"],
-                mode=mode,
+                mode="native" if mode == "native_pruned" else mode,
                 size=k,
                 caption=text,
-                options=options,
+                options=pruned_options if mode == "native_pruned" else options,
                 engine_limit=limit,
                 source=False,
                 weight_shift=weight_shift,
+                field_type=field_type,
+                distribution=backend.distribution,
             )  # fmt: skip
             for mode in lat
         }
@@ -71,6 +89,10 @@ def measure(backend, index, queries, options, limit, k, warmup, weight_shift=0) 
                 lat[mode].append(elapsed)
         if i >= warmup:
             overlaps.append(len(set(tops["exact"]) & set(tops["two_phase"])) / max(len(tops["exact"]), 1))
+            if native:
+                pruned_overlaps.append(
+                    len(set(tops["exact"]) & set(tops["native_pruned"])) / max(len(tops["exact"]), 1)
+                )
             phase1_sizes.append(plans["two_phase"].phase1_tokens)
             query_sizes.append(len(plans["exact"].used))
     p50 = {m: percentile(v, 50) for m, v in lat.items()}
@@ -85,6 +107,14 @@ def measure(backend, index, queries, options, limit, k, warmup, weight_shift=0) 
         "two_phase_speedup": round(p50["exact"] / p50["two_phase"], 3),
         "two_phase_top10_overlap": round(float(np.mean(overlaps)), 4),
         "exact_vs_bm25_p50": round(p50["exact"] / p50["bm25"], 3),
+        **(
+            {
+                "native_pruned_speedup": round(p50["exact"] / p50["native_pruned"], 3),
+                "native_pruned_top10_overlap": round(float(np.mean(pruned_overlaps)), 4),
+            }
+            if native
+            else {}
+        ),
     }
 
 
@@ -166,7 +196,9 @@ def main() -> None:
         backend.refresh(index)
         backend.client.indices.flush(index=index)
     n_docs = backend.count(index)
-    weight_shift = backend.index_meta(index).weight_shift
+    meta = backend.index_meta(index)
+    weight_shift = meta.weight_shift
+    native = meta.token_field_type == "sparse_vector" and not weight_shift and backend.has_sparse_vector_query
     store_bytes = backend.store_size_bytes(index)
 
     options = QueryOptions(
@@ -177,7 +209,16 @@ def main() -> None:
     for profile, sizes in (("text", args.text_query_tokens), ("image", args.image_query_tokens)):
         queries = corpus.queries(args.queries + args.warmup, *sizes, seed=1 if profile == "text" else 2)
         profiles[profile] = measure(
-            backend, index, queries, options, limit, args.k, args.warmup, weight_shift
+            backend,
+            index,
+            queries,
+            options,
+            limit,
+            args.k,
+            args.warmup,
+            weight_shift,
+            meta.token_field_type,
+            native,
         )
         profiles[profile]["query_tokens_drawn"] = list(sizes)
 
@@ -192,6 +233,7 @@ def main() -> None:
         "tokens_in_source": args.tokens_in_source == "yes",
         "codec": args.codec or "default",
         "weight_shift": weight_shift,
+        "token_field_type": meta.token_field_type,
         "zipf_s": args.zipf_s,
         "corpus_flops": round(corpus.flops(), 2),
         # text queries are what BM25 answers too; two-phase exists for long (image) queries

@@ -134,7 +134,8 @@ def main() -> None:
     for mode in MODES:
         bodies = [
             json.dumps(build_query(vec, ["image_tokens"], mode=mode, size=args.k, options=QueryOptions(),
-                                   engine_limit=limit, source=False, weight_shift=meta.weight_shift).body)
+                                   engine_limit=limit, source=False, weight_shift=meta.weight_shift,
+                                   field_type=meta.token_field_type).body)
             for vec, _text in queries
         ]  # fmt: skip
         modes[mode] = run_clients(config, index, bodies, args.clients, args.seconds, args.warmup)

@@ -48,7 +48,8 @@ def engine() -> None:
     "--version",
     "version",
     default=None,
-    help="Engine version [default: the tested pin, OpenSearch 3.8.0 or Elasticsearch 7.17.29].",
+    help="Engine version [default: the tested pin, OpenSearch 3.8.0 or Elasticsearch 9.1.0; "
+    "also tested: OpenSearch 2.19.6, Elasticsearch 8.15.0 and 7.17.29].",
 )
 @click.option(
     "--java-home",
@@ -64,6 +65,12 @@ def engine() -> None:
     show_default=True,
     help="2 or more: one cluster of that many nodes on ports PORT, PORT+1, ... (data in DATA_DIR/node-PORT).",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Elasticsearch 8.x/9.x only: security on, HTTPS with a generated CA (certificate for "
+    "localhost), a superuser whose password is written to a 0600 file; prints how to connect.",
+)
 def up(
     port: int,
     heap: str,
@@ -73,11 +80,16 @@ def up(
     java_home: str | None,
     timeout: float,
     nodes: int,
+    secure: bool,
 ) -> None:
     """Download (first time), start and wait for a healthy node (or cluster) on 127.0.0.1."""
     from stair_es.local import start, start_cluster
 
     t0 = time.monotonic()
+    if nodes > 1 and secure:
+        from stair_es.errors import UsageError
+
+        raise UsageError("--secure starts one node; drop --nodes")
     if nodes > 1:
         states = start_cluster(
             nodes, engine_name, version, port, heap, data_dir, java_home, max(timeout, 300.0),
@@ -103,11 +115,19 @@ def up(
         java_home=java_home,
         timeout=timeout,
         log=lambda m: click.echo(m, err=True),
+        secure=secure,
     )
     click.echo(
         f"{state.engine} {state.version} is up at {state.url} "
         f"(pid {state.pid}, {time.monotonic() - t0:.1f}s; stop with: {stop_hint(state.port)})"
     )
+    if state.password_file and state.ca_certs and state.username:
+        from stair_es.local.secure import connect_hint
+
+        click.echo(
+            "connect with (TLS verified against its CA; user and password file): "
+            + connect_hint(state.url, state.ca_certs, state.username, state.password_file)
+        )
 
 
 _CLUSTER_OPTION = click.option("--cluster", default=None, help="Only this cluster's nodes (its name).")

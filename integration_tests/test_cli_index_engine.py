@@ -35,12 +35,11 @@ def _index(engine_url: str, *args: str):
 
 
 def _search(backend, index: str, field: str, tokens: dict[str, float], size: int = 5) -> list[dict]:
-    from stair_es.sparse import encode_feature_name
+    from stair_es.engine.query import sparse_clauses
+    from stair_es.sparse import SparseVector
 
-    clauses = [
-        {"rank_feature": {"field": f"{field}.{encode_feature_name(t)}", "linear": {}, "boost": w}}
-        for t, w in tokens.items()
-    ]
+    meta = backend.index_meta(index)  # rank_features or sparse_vector, as the node allowed
+    clauses = sparse_clauses(field, SparseVector.from_dict(tokens), meta.token_field_type, meta.weight_shift)
     body = {
         "query": {"bool": {"should": clauses}},
         "size": size,

@@ -21,6 +21,7 @@ from stair_es.engine import (
     Searcher,
     connect,
 )
+from stair_es.engine.query import sparse_clauses
 from stair_es.engine.search import brute_force_top_k
 from stair_es.errors import EngineError, ModelError
 from stair_es.sparse import SparseVector
@@ -122,10 +123,13 @@ def test_clause_cap_prunes_instead_of_failing(backend: Backend, random_corpus) -
     big = SparseVector.from_arrays([f"w{i}" for i in range(limit + 500)], np.linspace(2.0, 0.01, limit + 500))
     result = Searcher(backend, index).search(tokens=big, k=5)
     assert result.plan.pruned_tokens >= 500 and len(result.hits) == 5
+    if backend.distribution == "elasticsearch" and backend.info.major >= 8:
+        return  # 8.1+ sizes its limit from the heap (at least 1024): the 1024 cap is only conservative
     # the raw query without the cap is refused by the engine: the cap is what keeps us working
-    raw = {"query": {"bool": {"should": [
-        {"rank_feature": {"field": f"image_tokens.w{i}", "linear": {}, "boost": 1.0}} for i in range(limit + 10)
-    ]}}}  # fmt: skip
+    meta = backend.index_meta(index)
+    raw = {"query": {"bool": {"should": sparse_clauses(
+        "image_tokens", big.prune(top_k=limit + 10), meta.token_field_type, meta.weight_shift
+    )}}}  # fmt: skip
     with pytest.raises(EngineError, match="(?i)too many|clause"):
         backend.search(index, raw)
 

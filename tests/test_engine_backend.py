@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stair_es.engine import ConnectionConfig, ModelMeta, connect, index_body
-from stair_es.engine.backend import parse_root
+from stair_es.engine.backend import Backend, ClusterInfo, parse_root
 from stair_es.engine.elasticsearch_backend import compat_mimetype
 from stair_es.engine.mappings import parse_meta
 from stair_es.errors import EngineError, ModelError, UsageError
@@ -99,10 +99,9 @@ def test_compact_indexes_record_their_weight_shift() -> None:
     old = index_body("opensearch", model, tokens_in_source=False)["mappings"]
     del old["_meta"]["stair_es"]["weight_shift"]
     assert parse_meta("i", old).weight_shift == 0
+    # sparse_vector (ES 8.x/9.x without mapper-extras) stores FeatureField terms too: same shift
     es = index_body("elasticsearch", model, token_field_type="sparse_vector", tokens_in_source=False)
-    assert parse_meta("i", es["mappings"]).weight_shift == 0
-    with pytest.raises(UsageError, match="rank_features"):
-        index_body("elasticsearch", model, token_field_type="sparse_vector", weight_shift=112)
+    assert parse_meta("i", es["mappings"]).weight_shift == COMPACT_WEIGHT_SHIFT
     with pytest.raises(UsageError, match="weight_shift"):
         index_body("opensearch", model, weight_shift=121)
 
@@ -193,3 +192,44 @@ def test_comma_separated_urls_are_several_nodes_in_a_string_or_a_tuple_entry() -
     assert ConnectionConfig(urls="http://127.0.0.1:9250,http://127.0.0.1:9251").urls == expected
     assert ConnectionConfig(urls=("http://127.0.0.1:9250,http://127.0.0.1:9251",)).urls == expected
     assert ConnectionConfig(urls=("http://127.0.0.1:9250", " http://127.0.0.1:9251/")).urls == expected
+
+
+class _FakeBackend(Backend):
+    """Only the node facts the field-type decision reads: modules and version."""
+
+    def __init__(self, number: str, modules: set[str]) -> None:
+        from stair_es.engine.config import ConnectionConfig
+
+        super().__init__(ConnectionConfig(urls=("http://x:9200",)), ClusterInfo("elasticsearch", number))
+        self._plugins = modules
+
+
+@pytest.mark.parametrize(
+    ("number", "modules", "field", "options"),
+    [
+        ("7.17.29", {"mapper-extras"}, "rank_features", {}),
+        ("9.1.0", {"mapper-extras", "x-pack-core"}, "rank_features", {}),  # a full ES build
+        ("8.15.0", {"x-pack-core"}, "sparse_vector", {}),
+        ("8.19.2", {"x-pack-core"}, "sparse_vector", {"index_options": {"prune": False}}),
+        ("9.1.0", {"x-pack-core"}, "sparse_vector", {"index_options": {"prune": False}}),
+    ],
+)
+def test_token_field_type_follows_the_node_modules(
+    number: str, modules: set, field: str, options: dict
+) -> None:
+    backend = _FakeBackend(number, modules)
+    assert backend.token_field_type() == field
+    assert backend.token_field_options(field) == options
+
+
+def test_no_token_field_type_is_one_line() -> None:
+    from stair_es.errors import EngineError
+
+    with pytest.raises(EngineError, match="no mapper-extras module .* no sparse_vector"):
+        _FakeBackend("8.10.4", {"x-pack-core"}).token_field_type()
+
+
+def test_sparse_vector_query_needs_9x_or_the_ml_plugin() -> None:
+    assert _FakeBackend("9.1.0", {"x-pack-core"}).has_sparse_vector_query
+    assert not _FakeBackend("8.15.0", {"x-pack-core"}).has_sparse_vector_query
+    assert _FakeBackend("8.15.0", {"x-pack-core", "x-pack-ml"}).has_sparse_vector_query

@@ -306,3 +306,27 @@ def _caption_of(body: dict) -> str:
 
     walk(body)
     return found[0]
+
+
+def test_sparse_vector_term_boosts_undo_the_compact_shift() -> None:
+    vec = SparseVector.from_dict({"a": 2.0})
+    plain = build_query(vec, ["image_tokens"], field_type="sparse_vector").body
+    shifted = build_query(vec, ["image_tokens"], field_type="sparse_vector", weight_shift=112).body
+    boost = shifted["query"]["bool"]["should"][0]["term"]["image_tokens"]["boost"]
+    assert boost == plain["query"]["bool"]["should"][0]["term"]["image_tokens"]["boost"] * 2.0**112
+
+
+def test_native_pruned_sets_the_sparse_vector_prune_flag() -> None:
+    from stair_es.engine.query import QueryOptions
+
+    vec = SparseVector.from_dict({"a": 2.0, "b": 1.0})
+    exact = build_query(vec, ["image_tokens"], mode="native", distribution="elasticsearch").body
+    pruned = build_query(
+        vec,
+        ["image_tokens"],
+        mode="native",
+        distribution="elasticsearch",
+        options=QueryOptions(native_prune=True),
+    ).body
+    assert exact["query"]["sparse_vector"]["prune"] is False
+    assert pruned["query"]["sparse_vector"]["prune"] is True

@@ -84,6 +84,19 @@ def parse_root(body: Mapping[str, Any]) -> ClusterInfo:
     )
 
 
+def _transport_problem(exc: BaseException) -> str:
+    """A failed connection in a few words; TLS failures say which check failed and what to pass
+    (the exception text names only the server and the certificate, never credentials)."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" not in text and "SSL" not in type(exc).__name__:
+        return type(exc).__name__
+    if "Hostname mismatch" in text or "doesn't match" in text or "IP address mismatch" in text:
+        return "TLS hostname mismatch (the server's certificate is not for this host name: use the name it was issued for)"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate not trusted (pass the CA that signed it with --ca-certs / STAIR_ES_CA_CERTS)"
+    return "TLS handshake failed"
+
+
 def _node_info(data: bytes) -> ClusterInfo | None:
     """Elasticsearch's version from ``GET /_nodes/_local`` (where ``GET /`` is not served)."""
     try:
@@ -114,7 +127,7 @@ def detect(config: ConnectionConfig) -> ClusterInfo:
         try:
             resp = pool.request("GET", url + "/", headers=headers)
         except Exception as exc:  # noqa: BLE001 - any transport failure means "try the next URL"
-            problems.append(f"{url}: {type(exc).__name__}")
+            problems.append(f"{url}: {_transport_problem(exc)}")
             continue
         if resp.status in (401, 403):
             raise EngineError(

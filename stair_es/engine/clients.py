@@ -114,7 +114,8 @@ async def info_from_async_client(client: Any, kind: str) -> Any:
             results[path] = _status_and_body(await _root_request(client, kind, path))
         except Exception as exc:  # noqa: BLE001 - reported by _parse
             results[path] = (0, exc)
-        if results[path][0] != 405:
+        status, body = results[path]
+        if (status or (_status(body) if isinstance(body, BaseException) else None)) != 405:
             break
 
     def cached(path: str) -> tuple[int, Any]:
@@ -126,12 +127,22 @@ async def info_from_async_client(client: Any, kind: str) -> Any:
     return check_pair(kind, _parse(kind, cached))
 
 
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+    return status if isinstance(status, int) else None
+
+
 def _parse(kind: str, get: Any) -> Any:
     from stair_es.engine.backend import ClusterInfo, parse_root
 
     hint = "pass distribution='opensearch' or 'elasticsearch' to skip identification"
     try:
-        status, body = get("/")
+        try:
+            status, body = get("/")
+        except Exception as exc:  # noqa: BLE001 - opensearch-py raises where elasticsearch-py returns
+            if _status(exc) != 405:
+                raise
+            status, body = 405, None
         if status == 405:  # Elasticsearch builds without the rest-root module
             status, body = get("/_nodes/_local")
             node = next(iter((body.get("nodes") or {}).values()), None) if status == 200 else None

@@ -105,7 +105,11 @@ def sparse_clauses(
     """
     if field_type == "sparse_vector":
         return [
-            {"term": {field_name: {"value": encode_feature_name(t), "boost": float(w)}}}
+            {
+                "term": {
+                    field_name: {"value": encode_feature_name(t), "boost": unshift_weight(w, weight_shift)}
+                }
+            }
             for t, w in zip(vec.tokens, vec.weights, strict=False)
         ]
     return [

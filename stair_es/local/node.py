@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stair_es.errors import ProvisionError
+from stair_es.local import secure as _sec
 from stair_es.local.distributions import Distribution, get_distribution
 from stair_es.local.fetch import fetch
 from stair_es.local.heartbeat import heartbeat
@@ -98,6 +99,18 @@ class NodeState:
     java_home: str
     started_at: float
     cluster: str | None = None  # the cluster name when the node is one of several (start_cluster)
+    # a --secure node (stair_es.local.secure): HTTPS with this CA, basic auth from the 0600 file
+    ca_certs: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+    def get_json(self, path: str, timeout: float = 5.0) -> dict:
+        """``GET path`` on this node (over TLS with its credentials when it is secured)."""
+        if self.password_file and self.ca_certs and self.username:
+            return _sec.authorized_get(
+                self.url + path, self.ca_certs, self.username, self.password_file, timeout
+            )
+        return http_get_json(self.url + path, timeout=timeout)
 
     @classmethod
     def load(cls, path: Path) -> NodeState | None:
@@ -283,14 +296,19 @@ def start(
     settings: Mapping[str, Any] | None = None,
     transport_port: int | None = None,
     wait: bool = True,
+    secure: bool = False,
 ) -> NodeState:
     """Start a node (or return the running one on that port) and wait until it is healthy.
 
     ``settings``: extra node settings (e.g. ``thread_pool.write.queue_size``; the discovery settings
     of :func:`~stair_es.local.cluster.start_cluster`). ``wait=False`` returns once the process runs.
+    ``secure``: Elasticsearch 8.x/9.x with security, HTTPS and a generated superuser (see
+    :mod:`stair_es.local.secure`).
     """
     root = root or cache_root()
     dist = get_distribution(engine, version)
+    if secure:
+        _sec.check_secure(dist)
     instance = _instance_dir(dist.engine, port, root)
     state_file = instance / "state.json"
     existing = NodeState.load(state_file)
@@ -299,6 +317,11 @@ def start(
             raise ProvisionError(
                 f"port {port} already runs {existing.engine} {existing.version}; "
                 f"stop it first: stair-es engine down --port {port}"
+            )
+        if bool(existing.password_file) != secure:
+            kind = "a secured" if existing.password_file else "an unsecured"
+            raise ProvisionError(
+                f"port {port} already runs {kind} node; stop it first: stair-es engine down --port {port}"
             )
         if data_dir and Path(existing.data_dir) != Path(data_dir).expanduser().resolve():
             raise ProvisionError(
@@ -323,6 +346,8 @@ def start(
     for path in (data, logs, instance / "tmp"):
         path.mkdir(parents=True, exist_ok=True)
     tport = transport_port or _free_port_near(port)
+    if secure:
+        settings = {**_sec.secure_settings(conf), **(settings or {})}
     _write_config(dist, home, conf, port, tport, data, logs, settings)
     env = dict(os.environ)
     env.update(
@@ -334,6 +359,10 @@ def start(
             "OPENSEARCH_TMPDIR" if dist.engine == "opensearch" else "ES_TMPDIR": str(instance / "tmp"),
         }
     )
+    credentials: dict[str, str] = {}
+    if secure:
+        log("security on: making a CA, an HTTPS certificate for localhost and a superuser ...")
+        credentials = _sec.prepare(home, conf, instance, _sec.node_env_for_tools(env))
     if run_as:
         for path in (instance, data):
             _chown_tree(path, run_as[1], run_as[2])
@@ -352,7 +381,7 @@ def start(
             start_new_session=True,
             **({"user": run_as[1], "group": run_as[2], "extra_groups": []} if run_as else {}),
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://{_sec.SECURE_HOST}:{port}" if secure else f"http://127.0.0.1:{port}"
     state = NodeState(
         engine=dist.engine,
         version=dist.version,
@@ -367,6 +396,7 @@ def start(
         java_home=str(java.home),
         started_at=time.time(),
         cluster=(settings or {}).get("cluster.name") if "discovery.seed_hosts" in (settings or {}) else None,
+        **credentials,
     )
     state_file.write_text(json.dumps(asdict(state), indent=2))
     if wait:
@@ -377,7 +407,7 @@ def start(
 
 def _wait_healthy(state: NodeState, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    health_url = f"{state.url}/_cluster/health?wait_for_status=yellow&timeout=2s"
+    health_path = "/_cluster/health?wait_for_status=yellow&timeout=2s"
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
@@ -387,7 +417,7 @@ def _wait_healthy(state: NodeState, proc: subprocess.Popen, timeout: float) -> N
                 f"{state.engine} exited with code {code} during start-up (log: {state.log_file}): {detail}"
             )
         try:
-            health = http_get_json(health_url, timeout=5)
+            health = state.get_json(health_path, timeout=5)
             if health.get("status") in ("green", "yellow"):
                 return
         except (urllib.error.URLError, OSError, ValueError):
@@ -469,7 +499,7 @@ def node_status(state: NodeState) -> dict:
     if info["running"]:
         try:
             # not GET /: Elasticsearch 8/9 integ-test builds answer it 405 (no rest-root module)
-            health = http_get_json(f"{state.url}/_cluster/health", timeout=3)
+            health = state.get_json("/_cluster/health", timeout=3)
             info["health"] = health.get("status")
             info["distribution"] = state.engine
         except (urllib.error.URLError, OSError, ValueError) as exc:
