@@ -133,7 +133,7 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _parse(kind: str, get: Any) -> Any:
-    from stair_es.engine.backend import ClusterInfo, parse_root
+    from stair_es.engine.cluster_info import ClusterInfo, parse_root
 
     hint = "pass distribution='opensearch' or 'elasticsearch' to skip identification"
     try:

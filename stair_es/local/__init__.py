@@ -13,11 +13,10 @@ from stair_es.local.node import (
     ensure_home,
     ensure_running,
     instances,
-    node_status,
     start,
     stop,
-    tail_log,
 )
+from stair_es.local.status import node_status, tail_log
 
 __all__ = [
     "DEFAULT_OPENSEARCH_VERSION",

@@ -491,32 +491,6 @@ def stop(
     return stopped
 
 
-def node_status(state: NodeState) -> dict:
-    """Liveness and what the node says about itself."""
-    info: dict = {"engine": state.engine, "version": state.version, "url": state.url, "pid": state.pid}
-    info["port"], info["cluster"] = state.port, state.cluster
-    info["running"] = pid_alive(state.pid, state.home)
-    if info["running"]:
-        try:
-            # not GET /: Elasticsearch 8/9 integ-test builds answer it 405 (no rest-root module)
-            health = state.get_json("/_cluster/health", timeout=3)
-            info["health"] = health.get("status")
-            info["distribution"] = state.engine
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            info["health"] = f"unreachable ({exc})"
-    info["uptime_s"] = round(time.time() - state.started_at, 1)
-    info["log"] = state.log_file
-    info["data_dir"] = state.data_dir
-    return info
-
-
-def tail_log(state: NodeState, lines: int = 50) -> str:
-    path = Path(state.log_file)
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 def ensure_running(port: int = DEFAULT_PORT, engine: str = "opensearch", log=print, **kwargs) -> str:
     """The embedded default: a healthy local node's URL, starting one when needed."""
     return start(engine=engine, port=port, log=log, **kwargs).url
