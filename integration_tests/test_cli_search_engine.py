@@ -244,3 +244,28 @@ def test_tokens_query_needs_no_model(engine_url: str, corpus: dict) -> None:
     )
     data = as_json(result)
     assert data["hits"] and all(h["explanation"][0]["token"] == token for h in data["hits"])
+
+
+def test_native_modes_by_engine(engine_url: str, backend: Backend, corpus: dict) -> None:
+    """``native`` where the engine has a native sparse query (ES 9: ``sparse_vector``, exact, the
+    same hits and scores as exact mode; ``native-pruned`` its approximate pruning), else one line."""
+    vec = corpus["image_vecs"][3]
+    tokens = json.dumps(dict(zip(vec.tokens, vec.weights.tolist(), strict=True)))
+    base = ["search", "--tokens", tokens, "--index", corpus["index"], "--json", "-k", "5"]
+    env = {"STAIR_ES_URL": engine_url}
+    exact = as_json(CliRunner().invoke(main, base, env=env))
+    native = CliRunner().invoke(main, [*base, "--mode", "native"], env=env)
+    pruned = CliRunner().invoke(main, [*base, "--mode", "native-pruned"], env=env)
+    meta = backend.index_meta(corpus["index"])
+    if meta.token_field_type == "sparse_vector" and backend.has_sparse_vector_query:
+        got = as_json(native)
+        assert [h["id"] for h in got["hits"]] == [h["id"] for h in exact["hits"]]
+        for a, b in zip(got["hits"], exact["hits"], strict=True):
+            assert a["score"] == pytest.approx(b["score"], rel=1e-6)
+        assert as_json(pruned)["hits"]  # approximate: its top-k is measured by the benchmarks
+        return
+    for result in (native, pruned):
+        assert result.exit_code in (2, 3), result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert "use mode 'exact'" in lines[0] or "use mode 'native'" in lines[0], lines[0]
