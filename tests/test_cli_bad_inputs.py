@@ -115,6 +115,29 @@ def test_engine_version_must_look_like_a_version(version: str, tmp_path: Path, m
     assert not (tmp_path / "x").exists() and not (tmp_path / "cache" / "homes").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--secure"], "--secure needs Elasticsearch 8.x or 9.x"),
+        (
+            ["--secure", "--engine", "elasticsearch", "--version", "7.17.29"],
+            "--secure needs Elasticsearch 8.x",
+        ),
+        (["--secure", "--engine", "elasticsearch", "--nodes", "2"], "--secure starts one node"),
+        (["--engine", "elasticsearch", "--version", "8.9.0"], "neither rank_features"),
+    ],
+)
+def test_engine_up_refuses_what_it_cannot_start(
+    args: list[str], expected: str, tmp_path: Path, monkeypatch
+) -> None:
+    """One line, exit 2, before anything is downloaded."""
+    monkeypatch.setenv("STAIR_ES_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["engine", "up", "--port", "9519", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "cache" / "homes").exists()
+
+
 def test_get_distribution_validates_versions() -> None:
     from stair_es.local import get_distribution
 
