@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from stair_es_cli.common import connect_backend, connection_options, echo_err
+from stair_es_cli.common import EngineOptions, connect_backend, connection_options, echo_err
 
 
 @click.command()
@@ -20,7 +18,7 @@ from stair_es_cli.common import connect_backend, connection_options, echo_err
 )
 @connection_options
 def alias(
-    name: str | None, index: str | None, remove: bool, replace_index: bool, connection: dict[str, Any]
+    name: str | None, index: str | None, remove: bool, replace_index: bool, connection: EngineOptions
 ) -> None:
     """List aliases (no arguments), or point alias NAME at INDEX atomically.
 

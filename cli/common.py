@@ -4,125 +4,125 @@ model, and the embedded default engine. Library imports stay inside functions (f
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-LOCAL_PORT_ENV = "STAIR_ES_PORT"
-MODEL_ENV = "STAIR_ES_MODEL"
+from stair_es.engine.config import MODEL, Setting
+
+if TYPE_CHECKING:
+    from stair_es.engine import Backend, ConnectionConfig
 
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """What the connection flags (or their variables) asked for. ``values`` holds only what was
+    set, by ConnectionConfig field, so the library's defaults apply to the rest; without a URL the
+    command falls back to the local engine unless ``use_local`` is off."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    use_local: bool = True
+
+    @property
+    def url_given(self) -> bool:
+        return bool(self.values.get("urls"))
+
+    def config(self, urls: str | None = None) -> ConnectionConfig:
+        """The typed configuration, at ``urls`` when given (the local engine's)."""
+        from stair_es.engine.config import ConnectionConfig
+
+        return ConnectionConfig(**{**self.values, **({"urls": urls} if urls else {})})
+
+
+def local_port() -> int:
+    """The local engine's port (STAIR_ES_PORT; read when it is needed, as a bad value is an error)."""
+    from stair_es.engine.config import LOCAL_PORT
+
+    port: int = LOCAL_PORT.read()
+    return port
+
+
+def _connection_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option for one row of the library's table: its flag, variable and help."""
+    kinds: dict[str, Any] = {
+        "int": int,
+        "float": float,
+        "file": click.Path(exists=True, dir_okay=False),
+        "choice": click.Choice(setting.choices),
+    }
+    flag = f"{setting.flag}/--no-{setting.flag[2:]}" if setting.kind == "bool" else setting.flag
+    return click.option(
+        flag,
+        setting.name,
+        envvar=setting.env,
+        type=kinds.get(setting.kind),
+        default=None,
+        help=f"{setting.help} [env {setting.env}]",
+    )
+
+
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--url/--user/--password/--api-key/--ca-certs/--verify-certs/--timeout, all from env too.
+    """The connection flags, one per row of stair_es.engine.config.CONNECTION_SETTINGS (each also
+    read from its variable), plus ``--local/--no-local``; the command gets ``connection``, an
+    :class:`EngineOptions`.
 
     Without --url and STAIR_ES_URL the command uses (and if needed starts) the local engine on
     127.0.0.1:$STAIR_ES_PORT (9200): the embedded default. ``--no-local`` turns that off.
     """
-    options = [
-        click.option(
-            "--url",
-            "urls",
-            envvar="STAIR_ES_URL",
-            default=None,
-            help="Engine URL(s), comma-separated [env STAIR_ES_URL; default: the local engine].",
-        ),
-        click.option("--user", "username", envvar="STAIR_ES_USER", default=None, help="[env STAIR_ES_USER]"),
-        click.option("--password", envvar="STAIR_ES_PASSWORD", default=None, help="[env STAIR_ES_PASSWORD]"),
-        click.option(
-            "--api-key",
-            envvar="STAIR_ES_API_KEY",
-            default=None,
-            help="id:key or base64 [env STAIR_ES_API_KEY].",
-        ),
-        click.option(
-            "--ca-certs",
-            envvar="STAIR_ES_CA_CERTS",
-            default=None,
-            type=click.Path(exists=True, dir_okay=False),
-            help="CA bundle [env STAIR_ES_CA_CERTS].",
-        ),
-        click.option(
-            "--verify-certs/--no-verify-certs",
-            envvar="STAIR_ES_VERIFY_CERTS",
-            default=True,
-            show_default=True,
-            help="[env STAIR_ES_VERIFY_CERTS]",
-        ),
-        click.option(
-            "--timeout",
-            envvar="STAIR_ES_TIMEOUT",
-            type=float,
-            default=30.0,
-            show_default=True,
-            help="Request timeout in seconds [env STAIR_ES_TIMEOUT].",
-        ),
-        click.option(
-            "--cloud-id",
-            envvar="STAIR_ES_CLOUD_ID",
-            default=None,
-            help="Elastic Cloud id [env STAIR_ES_CLOUD_ID].",
-        ),
-        click.option(
-            "--bearer-token", envvar="STAIR_ES_BEARER_TOKEN", default=None, help="[env STAIR_ES_BEARER_TOKEN]"
-        ),
-        click.option(
-            "--aws-region",
-            envvar="STAIR_ES_AWS_REGION",
-            default=None,
-            help='Sign requests with AWS SigV4 for this region (pip install "stair-es[aws]") [env STAIR_ES_AWS_REGION].',
-        ),
-        click.option(
-            "--aws-service",
-            envvar="STAIR_ES_AWS_SERVICE",
-            default="es",
-            show_default=True,
-            help="es: Amazon OpenSearch Service; aoss: Serverless [env STAIR_ES_AWS_SERVICE].",
-        ),
+    from stair_es.engine.config import CONNECTION_SETTINGS
+
+    options = [_connection_option(s) for s in CONNECTION_SETTINGS]
+    options.append(
         click.option(
             "--local/--no-local",
             "use_local",
             default=True,
             show_default=True,
             help="Without a URL, use (and start) the local engine on 127.0.0.1:$STAIR_ES_PORT.",
-        ),
-    ]
+        )
+    )
     for option in reversed(options):
         func = option(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        keys = ("urls", "username", "password", "api_key", "ca_certs", "verify_certs", "timeout", "use_local")
-        keys += ("cloud_id", "bearer_token", "aws_region", "aws_service")
-        kwargs["connection"] = {k: kwargs.pop(k) for k in keys}
+        values = {s.name: kwargs.pop(s.name) for s in CONNECTION_SETTINGS}
+        given = {name: value for name, value in values.items() if value is not None}
+        kwargs["connection"] = EngineOptions(given, use_local=kwargs.pop("use_local"))
         return func(*args, **kwargs)
 
     return wrapper
 
 
-def connect_backend(connection: dict[str, Any]):
-    """A connected Backend; starts the local engine when no URL is configured."""
-    from stair_es.engine import ConnectionConfig, connect
+def resolve_connection(connection: EngineOptions, cloud_id_is_url: bool = True) -> ConnectionConfig:
+    """The configuration to use, without connecting; starts the local engine when no URL (nor cloud
+    id) is given. ``cloud_id_is_url=False`` is how ``serve`` has always decided (it starts the local
+    engine beside a --cloud-id, which then wins): kept, to change with a test of its own."""
     from stair_es.errors import UsageError
 
-    settings = dict(connection)
-    use_local = settings.pop("use_local", True)
-    if not settings.get("urls") and not settings.get("cloud_id"):
-        if not use_local:
-            raise UsageError("no engine URL: pass --url or set STAIR_ES_URL (or drop --no-local)")
-        from stair_es.local import ensure_running
+    if connection.url_given or (cloud_id_is_url and connection.values.get("cloud_id")):
+        return connection.config()
+    if not connection.use_local:
+        raise UsageError("no engine URL: pass --url or set STAIR_ES_URL (or drop --no-local)")
+    from stair_es.local import ensure_running
 
-        port = int(os.environ.get(LOCAL_PORT_ENV, "9200"))
-        echo_err(f"no --url/STAIR_ES_URL: using the local engine on 127.0.0.1:{port}")
-        settings["urls"] = ensure_running(port=port, log=echo_err)
-    config = ConnectionConfig.from_env(env={}, **settings)
-    return connect(config)
+    port = local_port()
+    echo_err(f"no --url/STAIR_ES_URL: using the local engine on 127.0.0.1:{port}")
+    return connection.config(urls=ensure_running(port=port, log=echo_err))
+
+
+def connect_backend(connection: EngineOptions) -> Backend:
+    """A connected Backend; starts the local engine when no URL is configured."""
+    from stair_es.engine import connect
+
+    return connect(resolve_connection(connection))
 
 
 def model_option(
@@ -132,10 +132,10 @@ def model_option(
     return click.option(
         "--model",
         "model_path",
-        envvar=MODEL_ENV,
+        envvar=MODEL.env,
         default=None,
         type=click.Path(file_okay=False, path_type=Path),
-        help=f"Exported model folder (stair-es export) [env STAIR_ES_MODEL; default: {default_help}].",
+        help=f"{MODEL.help[:-1]} [env {MODEL.env}; default: {default_help}].",
     )
 
 

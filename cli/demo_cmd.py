@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from stair_es.engine.config import LOCAL_PORT
+
 
 def _step(number: int, total: int, title: str) -> None:
     click.secho(f"\n== [{number}/{total}] {title}", bold=True)
@@ -98,10 +100,10 @@ class _HitChecker:
 @click.option(
     "--port",
     type=int,
-    default=9200,
-    envvar="STAIR_ES_PORT",
+    default=LOCAL_PORT.default,
+    envvar=LOCAL_PORT.env,
     show_default=True,
-    help="Port of the local engine [env STAIR_ES_PORT].",
+    help=f"Port of the local engine [env {LOCAL_PORT.env}].",
 )
 @click.option(
     "--url",

@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from stair_es_cli.common import connection_options, model_option, provider_option
+from stair_es.engine.config import INDEX
+from stair_es_cli.common import EngineOptions, connection_options, local_port, model_option, provider_option
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT_FAILED = 1
@@ -218,29 +219,20 @@ def check_local_nodes(report: Report) -> list[str]:
 
 
 def check_engine(
-    report: Report, connection: dict[str, Any], local_urls: list[str], index: str | None, model: Any
+    report: Report, connection: EngineOptions, local_urls: list[str], index: str | None, model: Any
 ) -> None:
-    from stair_es.engine import ConnectionConfig, connect, detect
+    from stair_es.engine import connect, detect
     from stair_es.errors import StairError
 
-    settings = dict(connection)
-    settings.pop("use_local", None)
-    if not settings.get("urls"):
-        if not local_urls:
-            report.add(
-                "engine",
-                WARN,
-                "no engine configured (no --url/STAIR_ES_URL, no local node running)",
-                "set STAIR_ES_URL=http://host:9200, or start a local node: stair-es engine up",
-            )
-            return
-        import os
-
-        from stair_es_cli.common import LOCAL_PORT_ENV
-
-        wanted = f"127.0.0.1:{os.environ.get(LOCAL_PORT_ENV, '9200')}"  # what other commands would use
-        settings["urls"] = next((u for u in local_urls if u.rstrip("/").endswith(wanted)), local_urls[0])
-    config = ConnectionConfig.from_env(env={}, **settings)
+    if not connection.url_given and not local_urls:
+        report.add(
+            "engine",
+            WARN,
+            "no engine configured (no --url/STAIR_ES_URL, no local node running)",
+            "set STAIR_ES_URL=http://host:9200, or start a local node: stair-es engine up",
+        )
+        return
+    config = connection.config(urls=None if connection.url_given else _local_url(local_urls))
     try:
         info = detect(config)
     except StairError as exc:
@@ -353,26 +345,27 @@ def check_load_settings(report: Report, backend: Any, index: str) -> None:
         report.add(name, OK, f"refresh_interval {refresh or 'default (1s)'}")
 
 
-def model_of_index(report: Report, connection: dict[str, Any], index: str) -> Path | None:
+def _local_url(running: list[str]) -> str:
+    """Of the running local nodes, the one other commands would use (STAIR_ES_PORT), else the first."""
+    wanted = f"127.0.0.1:{local_port()}"
+    return next((u for u in running if u.rstrip("/").endswith(wanted)), running[0])
+
+
+def model_of_index(report: Report, connection: EngineOptions, index: str) -> Path | None:
     """The model ``index`` was built with, when it is on this machine (else the model check warns)."""
-    from stair_es.engine import ConnectionConfig, connect
+    from stair_es.engine import connect
     from stair_es.errors import StairError
     from stair_es.local import instances, node_status
     from stair_es.runtime.registry import find_model
 
-    settings = {k: v for k, v in connection.items() if k != "use_local"}
-    if not settings.get("urls"):
+    urls = None
+    if not connection.url_given:
         running = [s.url for s in instances() if node_status(s)["running"]]
         if not running:
             return None
-        import os
-
-        from stair_es_cli.common import LOCAL_PORT_ENV
-
-        wanted = f"127.0.0.1:{os.environ.get(LOCAL_PORT_ENV, '9200')}"
-        settings["urls"] = next((u for u in running if u.rstrip("/").endswith(wanted)), running[0])
+        urls = _local_url(running)
     try:
-        with connect(ConnectionConfig.from_env(env={}, **settings)) as backend:
+        with connect(connection.config(urls=urls)) as backend:
             model = backend.index_meta(index).model
     except StairError:
         return None  # the engine and index checks say why
@@ -412,9 +405,9 @@ def render(report: Report) -> str:
 @click.option(
     "--index",
     "index_name",
-    envvar="STAIR_ES_INDEX",
+    envvar=INDEX.env,
     default=None,
-    help="Also check this index [env STAIR_ES_INDEX].",
+    help=f"Also check this index [env {INDEX.env}].",
 )
 @click.option(
     "--hashes/--no-hashes", "verify_hashes", default=True, show_default=True, help="Verify model file sha256."
@@ -429,7 +422,7 @@ def doctor(
     verify_hashes: bool,
     strict: bool,
     as_json: bool,
-    connection: dict[str, Any],
+    connection: EngineOptions,
 ) -> None:
     """Check versions, the execution provider actually used, the engine, local nodes and the model.
 

@@ -7,7 +7,7 @@ import time
 
 import click
 
-DEFAULT_PORT = 9200  # mirrored from stair_es.local.node without importing it at --help time
+from stair_es.engine.config import LOCAL_PORT
 
 
 def stop_hint(port: int) -> str:
@@ -24,10 +24,10 @@ def engine() -> None:
 @click.option(
     "--port",
     type=int,
-    default=DEFAULT_PORT,
-    envvar="STAIR_ES_PORT",
+    default=LOCAL_PORT.default,
+    envvar=LOCAL_PORT.env,
     show_default=True,
-    help="HTTP port on 127.0.0.1 [env STAIR_ES_PORT].",
+    help=f"HTTP port on 127.0.0.1 [env {LOCAL_PORT.env}].",
 )
 @click.option("--heap", default="512m", show_default=True, help="JVM heap (-Xms/-Xmx).")
 @click.option(

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from stair_es_cli.common import (
+    EngineOptions,
     connect_backend,
     connection_options,
     echo_err,
@@ -180,7 +181,7 @@ def eval_cmd(
     output: Path | None,
     model_path: Path | None,
     provider: str,
-    connection: dict[str, Any],
+    connection: EngineOptions,
 ) -> None:
     """Evaluate a model on DATASET: captioned images (Karpathy COCO/Flickr30K JSON, COCO captions
     JSON, JSONL {"image","caption"}, a folder with photo.txt captions) or labelled images (JSONL

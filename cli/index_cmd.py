@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX, DEFAULT_TOKENS_INDEX, INDEX
 from stair_es_cli import index_ray
 from stair_es_cli.common import (
     connect_backend,
@@ -66,9 +67,9 @@ def _common_options(
         click.option(
             "--index",
             "index_name",
-            envvar="STAIR_ES_INDEX",
+            envvar=INDEX.env,
             default=None,
-            help=f"Index name [env STAIR_ES_INDEX; default: {default_index}, or ALIAS-<model id> with --alias].",
+            help=f"{INDEX.help[:-1]} [env {INDEX.env}; default: {default_index}, or ALIAS-<model id> with --alias].",
         ),
         click.option(
             "--alias",
@@ -195,7 +196,7 @@ def index() -> None:
 
 @index.command(epilog=EXIT_CODES_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_common_options("stair-images")
+@_common_options(DEFAULT_IMAGE_INDEX)
 @click.option(
     "--caption-from",
     type=click.Choice(["auto", "sidecar", "manifest", "none"]),
@@ -233,12 +234,12 @@ def images(paths: tuple[Path, ...], **kw: Any) -> None:
     items = list(
         select_shard(discover_images(paths, kw.pop("caption_from")), kw["shard_id"], kw["num_shards"])
     )
-    _run("images", items, kw, "stair-images")
+    _run("images", items, kw, DEFAULT_IMAGE_INDEX)
 
 
 @index.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_common_options("stair-texts")
+@_common_options(DEFAULT_TEXT_INDEX)
 @click.option("--text-field", default="text", show_default=True, help="JSON key holding the text.")
 def texts(file: Path, **kw: Any) -> None:
     """Index a JSONL text corpus: {"id"?, "text", ...metadata} per line, into text_tokens.
@@ -253,12 +254,12 @@ def texts(file: Path, **kw: Any) -> None:
     items = select_shard(read_text_corpus(file, kw.pop("text_field")), kw["shard_id"], kw["num_shards"])
     with file.open("rb") as handle:  # for the progress line's ETA (a shard takes about its share)
         total = -(-sum(1 for line in handle if line.strip()) // kw["num_shards"])
-    _run("texts", items, kw, "stair-texts", total)
+    _run("texts", items, kw, DEFAULT_TEXT_INDEX, total)
 
 
 @index.command(epilog=EXIT_CODES_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_common_options("stair-tokens", encoder=False)
+@_common_options(DEFAULT_TOKENS_INDEX, encoder=False)
 @click.option("--model-id", default=None, help="Model id of whoever encoded FILE (instead of --model DIR).")
 @click.option(
     "--vocab-hash", default=None, help="Its vocabulary hash (manifest.json); needed for a new index."

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from stair_es.engine.config import DEFAULT_IMAGE_INDEX
 from stair_es_cli.common import model_for_index
 
 
@@ -27,7 +28,7 @@ class IndexTarget:
     index: str = ""
     alias: str | None = None
     explicit_index: str | None = None
-    default_index: str = "stair-images"
+    default_index: str = DEFAULT_IMAGE_INDEX
     state: str = ""  # created | recreated | existing (EngineSink.prepare)
     messages: list[str] = field(default_factory=list)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from stair_es.engine.config import DEFAULT_TOKENS_INDEX
 from stair_es_cli.common import connect_backend, echo_err
 
 
@@ -70,7 +71,7 @@ def run_tokens(
 
     report = RunReport(index="", kind="tokens", dry_run=kw["dry_run"])
     backend = None if kw["dry_run"] else connect_backend(kw["connection"])
-    target = IndexTarget.plan(kw, backend, "stair-tokens", find_model=False)
+    target = IndexTarget.plan(kw, backend, DEFAULT_TOKENS_INDEX, find_model=False)
     probe = target.explicit_index or target.alias or target.default_index
     model = token_model(kw, backend, probe)
     report.index = target.name_for(model.model_id)

@@ -16,7 +16,9 @@ from typing import Any
 
 import click
 
+from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX, INDEX
 from stair_es_cli.common import (
+    EngineOptions,
     connect_backend,
     connection_options,
     echo_err,
@@ -28,7 +30,7 @@ from stair_es_cli.common import (
 
 EXIT_NO_HITS = 1
 MODE_CHOICES = ("exact", "two-phase", "native", "native-pruned", "bm25")
-TARGET_INDEX = {"image": "stair-images", "both": "stair-images", "text": "stair-texts"}
+TARGET_INDEX = {"image": DEFAULT_IMAGE_INDEX, "both": DEFAULT_IMAGE_INDEX, "text": DEFAULT_TEXT_INDEX}
 _FILTER_RE = re.compile(r"^([^=<>!]+?)\s*(>=|<=|!=|=|>|<)(.*)$")
 _RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
 
@@ -251,9 +253,9 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
 @click.option(
     "--index",
     "index_name",
-    envvar="STAIR_ES_INDEX",
+    envvar=INDEX.env,
     default=None,
-    help="Index to search [env STAIR_ES_INDEX; default: stair-images, or stair-texts for --target text].",
+    help=f"Index to search [env {INDEX.env}; default: {DEFAULT_IMAGE_INDEX}, or {DEFAULT_TEXT_INDEX} for --target text].",
 )
 @click.option(
     "--target",
@@ -317,7 +319,7 @@ def search(
     show_query: bool,
     model_path: Path | None,
     provider: str,
-    connection: dict[str, Any],
+    connection: EngineOptions,
 ) -> None:
     """Search with a text QUERY, an --image FILE, or a --tokens map.
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from stair_es_cli.common import connection_options, echo_err, model_option, provider_option
+from stair_es_cli.common import EngineOptions, connection_options, echo_err, model_option, provider_option
 
 DEFAULT_SERVE_PORT = 8080
 
@@ -75,7 +74,7 @@ def serve(
     log_level: str,
     model_path: Path | None,
     provider: str,
-    connection: dict[str, Any],
+    connection: EngineOptions,
 ) -> None:
     """Serve a search page and JSON API for one or more indexes.
 
@@ -92,7 +91,7 @@ def serve(
 
     from stair_es.demo import DEMO_INDEX, demo_root
     from stair_es.errors import require
-    from stair_es_cli.common import resolve_model_path
+    from stair_es_cli.common import resolve_connection, resolve_model_path
 
     uvicorn = require("uvicorn", "serve", "stair-es serve")
     require("fastapi", "serve", "stair-es serve")
@@ -112,7 +111,7 @@ def serve(
         echo_err("no --root: thumbnails are off (pass --root DIR, the folder you indexed)")
     config = ServeConfig(
         indexes=list(indexes),
-        connection=_connection_config(connection),
+        connection=resolve_connection(connection, cloud_id_is_url=False),
         model_path=resolve_model_path(model_path),
         roots=root_list,
         provider=provider,
@@ -125,24 +124,3 @@ def serve(
         echo_err(f"warning: binding {host}: the page and API have no authentication")
     echo_err(f"serving {', '.join(indexes)} on http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, access_log=False)
-
-
-def _connection_config(connection: dict[str, Any]):
-    """The engine address without connecting: the server starts even when the engine is down."""
-    import os
-
-    from stair_es.engine import ConnectionConfig
-    from stair_es.errors import UsageError
-    from stair_es_cli.common import LOCAL_PORT_ENV
-
-    settings = dict(connection)
-    use_local = settings.pop("use_local", True)
-    if not settings.get("urls"):
-        if not use_local:
-            raise UsageError("no engine URL: pass --url or set STAIR_ES_URL (or drop --no-local)")
-        from stair_es.local import ensure_running
-
-        port = int(os.environ.get(LOCAL_PORT_ENV, "9200"))
-        echo_err(f"no --url/STAIR_ES_URL: using the local engine on 127.0.0.1:{port}")
-        settings["urls"] = ensure_running(port=port, log=echo_err)
-    return ConnectionConfig.from_env(env={}, **settings)

@@ -1,7 +1,8 @@
 """How to reach a cluster: one dataclass filled from flags, environment variables, or both.
 
 Every field has an environment variable (``STAIR_ES_*``) so that the CLI, tests and benchmarks all
-connect the same way; explicit values win over the environment.
+connect the same way; explicit values win over the environment. :data:`CONNECTION_SETTINGS` and
+:data:`OTHER_SETTINGS` are the one table of variables: the CLI builds its flags and help from it.
 """
 
 from __future__ import annotations
@@ -18,25 +19,93 @@ from typing import Any
 from stair_es.errors import UsageError
 
 DEFAULT_URL = "http://127.0.0.1:9200"
-
-# field name -> environment variable; the CLI builds its flags from this table.
-ENV_VARS: dict[str, str] = {
-    "urls": "STAIR_ES_URL",
-    "username": "STAIR_ES_USER",
-    "password": "STAIR_ES_PASSWORD",
-    "api_key": "STAIR_ES_API_KEY",
-    "ca_certs": "STAIR_ES_CA_CERTS",
-    "verify_certs": "STAIR_ES_VERIFY_CERTS",
-    "timeout": "STAIR_ES_TIMEOUT",
-    "max_retries": "STAIR_ES_MAX_RETRIES",
-    "distribution": "STAIR_ES_DISTRIBUTION",
-    "cloud_id": "STAIR_ES_CLOUD_ID",
-    "bearer_token": "STAIR_ES_BEARER_TOKEN",
-    "aws_region": "STAIR_ES_AWS_REGION",
-    "aws_service": "STAIR_ES_AWS_SERVICE",
-}
-
 DISTRIBUTIONS = ("auto", "opensearch", "elasticsearch")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing setting: the name the library gives it, its environment variable, its CLI
+    flag and help. The CLI builds its options from these, so flag, variable and help cannot drift."""
+
+    name: str
+    env: str
+    flag: str
+    help: str
+    kind: str = "text"  # text | bool | int | float | file | dir | choice
+    choices: tuple[str, ...] = ()
+    default: Any = None  # ConnectionConfig settings take the dataclass's default instead
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text`` as this setting's kind; a bad value is a UsageError naming the variable."""
+        if self.kind == "bool":
+            return _parse_bool(self.env, text)
+        if self.kind in ("int", "float"):
+            return _number(self.env, text, int if self.kind == "int" else float)
+        return text
+
+    def read(self, env: Mapping[str, str] | None = None) -> Any:
+        """The value from the environment (``os.environ`` by default), else the default."""
+        text = (os.environ if env is None else env).get(self.env)
+        return self.default if text is None or text == "" else self.parse(text)
+
+
+# how to reach the engine: one entry per ConnectionConfig field a user sets
+CONNECTION_SETTINGS: tuple[Setting, ...] = (
+    Setting("urls", "STAIR_ES_URL", "--url", "Engine URL(s), comma-separated; default: the local engine."),
+    Setting("username", "STAIR_ES_USER", "--user", "User for basic auth."),
+    Setting("password", "STAIR_ES_PASSWORD", "--password", "Password for basic auth."),
+    Setting("api_key", "STAIR_ES_API_KEY", "--api-key", "API key: id:key or base64."),
+    Setting("ca_certs", "STAIR_ES_CA_CERTS", "--ca-certs", "CA bundle.", kind="file"),
+    Setting(
+        "verify_certs", "STAIR_ES_VERIFY_CERTS", "--verify-certs", "Check TLS certificates.", kind="bool"
+    ),
+    Setting("timeout", "STAIR_ES_TIMEOUT", "--timeout", "Request timeout in seconds.", kind="float"),
+    Setting(
+        "max_retries", "STAIR_ES_MAX_RETRIES", "--max-retries", "Retries of a failed request.", kind="int"
+    ),
+    Setting(
+        "distribution",
+        "STAIR_ES_DISTRIBUTION",
+        "--distribution",
+        "Skip detection (no GET /): the engine is opensearch or elasticsearch.",
+        kind="choice",
+        choices=DISTRIBUTIONS,
+    ),
+    Setting("cloud_id", "STAIR_ES_CLOUD_ID", "--cloud-id", "Elastic Cloud id."),
+    Setting("bearer_token", "STAIR_ES_BEARER_TOKEN", "--bearer-token", "Send Authorization: Bearer TOKEN."),
+    Setting(
+        "aws_region",
+        "STAIR_ES_AWS_REGION",
+        "--aws-region",
+        'Sign requests with AWS SigV4 for this region (pip install "stair-es[aws]").',
+    ),
+    Setting(
+        "aws_service",
+        "STAIR_ES_AWS_SERVICE",
+        "--aws-service",
+        "es: Amazon OpenSearch Service; aoss: Serverless.",
+    ),
+)
+
+# field name -> environment variable (the table above, for code that only needs the names)
+ENV_VARS: dict[str, str] = {s.name: s.env for s in CONNECTION_SETTINGS}
+
+# the rest of what the commands read from the environment
+DEFAULT_IMAGE_INDEX = "stair-images"
+DEFAULT_TEXT_INDEX = "stair-texts"
+DEFAULT_TOKENS_INDEX = "stair-tokens"
+LOCAL_PORT = Setting(
+    "local_port",
+    "STAIR_ES_PORT",
+    "--port",
+    "HTTP port of the local engine on 127.0.0.1 (where commands without a URL look).",
+    kind="int",
+    default=9200,  # stair_es.local.DEFAULT_PORT (tests/test_settings.py checks that they agree)
+)
+MODEL = Setting("model", "STAIR_ES_MODEL", "--model", "Exported model folder (stair-es export).", kind="dir")
+INDEX = Setting("index", "STAIR_ES_INDEX", "--index", "Index name.")
+OTHER_SETTINGS: tuple[Setting, ...] = (LOCAL_PORT, MODEL, INDEX)
+
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
@@ -153,18 +222,10 @@ class ConnectionConfig:
         """Environment first, then explicit ``overrides`` (``None`` values are ignored)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        for name, var in ENV_VARS.items():
-            text = env.get(var)
-            if text is None or text == "":
-                continue
-            if name == "verify_certs":
-                values[name] = _parse_bool(var, text)
-            elif name == "timeout":
-                values[name] = _number(var, text, float)
-            elif name == "max_retries":
-                values[name] = _number(var, text, int)
-            else:
-                values[name] = text
+        for setting in CONNECTION_SETTINGS:
+            text = env.get(setting.env)
+            if text is not None and text != "":
+                values[setting.name] = setting.parse(text)
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
