@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -82,7 +83,9 @@ class _HitChecker:
         from stair_es.engine import Searcher, connect
         from stair_es.runtime import load_encoder
 
-        self.searcher = Searcher(connect(urls=url), DEMO_INDEX, load_encoder(model_path))
+        # the engine's Encoder protocol names plain attributes, the runtime has properties (issue 16: QueryEncoder)
+        encoder: Any = load_encoder(model_path)
+        self.searcher = Searcher(connect(urls=url), DEMO_INDEX, encoder)
 
     def report(self, query: str, k: int) -> None:
         from stair_es.eval.short_queries import caption_answers

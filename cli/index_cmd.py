@@ -353,7 +353,7 @@ def _run(kind: str, items: Any, kw: dict[str, Any], default_index: str, total: i
         sink: Any = MemorySink(target.index)
     else:
         target.check_existing(kw["compact"], kw["recreate"])
-        relax = {"relax_after": None if kw["keep_settings"] else kw["relax_after"] or None}
+        relax: dict[str, Any] = {"relax_after": None if kw["keep_settings"] else kw["relax_after"] or None}
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
         sink = EngineSink(
             backend,

@@ -80,7 +80,7 @@ def run_tokens(
         sink: Any = MemorySink(target.index)
     else:
         target.check_existing(kw["compact"], kw["recreate"])
-        relax = {"relax_after": None} if kw["keep_settings"] else {}
+        relax: dict[str, Any] = {"relax_after": None} if kw["keep_settings"] else {}
         options = IndexerOptions(chunk_size=kw["bulk_docs"], max_chunk_bytes=kw["bulk_bytes"], **relax)
         sink = EngineSink(backend, target.index, options, compact=kw["compact"])
         target.state = sink.prepare(

@@ -52,6 +52,8 @@ case "${1:-}" in
     echo "== ruff"
     ruff check .
     ruff format --check .
+    echo "== mypy"
+    python -m mypy  # stair_es/ and cli/, settings in pyproject.toml
     if [ -n "${STAIR_ES_URL:-}" ]; then
       echo "== pytest (engine: $STAIR_ES_URL)"
       python -m pytest -m "not gpu" "$@"

@@ -6,6 +6,7 @@ so both read the same config keys; this is the reference implementation of those
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +48,26 @@ def default_preprocessor_config(image_size: int, max_text_length: int = 32, clip
 
 def preprocess_image(image: Image.Image | str | Path, config: dict[str, Any]) -> np.ndarray:
     """One image -> float32 [3, crop, crop]: RGB, resize shorter edge, centre crop, rescale, normalise."""
-    if not isinstance(image, Image.Image):
+    if isinstance(image, Image.Image):
+        picture = image if image.mode == "RGB" else image.convert("RGB")
+    else:
         with Image.open(image) as opened:
-            image = opened.convert("RGB")
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
+            picture = opened.convert("RGB")
     target = int(config["resize_shortest_edge"])
-    width, height = image.size
+    width, height = picture.size
     scale = target / min(width, height)
     new_size = (max(target, round(width * scale)), max(target, round(height * scale)))
-    if new_size != image.size:
-        image = image.resize(new_size, INTERPOLATIONS[config.get("interpolation", "bicubic")])
+    if new_size != picture.size:
+        picture = picture.resize(new_size, INTERPOLATIONS[config.get("interpolation", "bicubic")])
     crop = int(config["crop_size"])
-    left, top = (image.size[0] - crop) // 2, (image.size[1] - crop) // 2
-    image = image.crop((left, top, left + crop, top + crop))
-    array = np.asarray(image, dtype=np.float32) * float(config.get("rescale_factor", 1 / 255))
+    left, top = (picture.size[0] - crop) // 2, (picture.size[1] - crop) // 2
+    picture = picture.crop((left, top, left + crop, top + crop))
+    array: np.ndarray = np.asarray(picture, dtype=np.float32) * float(config.get("rescale_factor", 1 / 255))
     array = (array - np.asarray(config["mean"], np.float32)) / np.asarray(config["std"], np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def preprocess_images(paths: list[Path] | list[str], config: dict[str, Any]) -> np.ndarray:
+def preprocess_images(paths: Sequence[Path | str], config: dict[str, Any]) -> np.ndarray:
     """Stack of :func:`preprocess_image` results, float32 [N, 3, crop, crop]."""
     crop = int(config["crop_size"])
     out = np.empty((len(paths), 3, crop, crop), dtype=np.float32)

@@ -13,6 +13,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stair_es.errors import UsageError
 
@@ -213,7 +214,7 @@ def _resolve(root: Path, image: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _load_json(path: str | Path) -> object:
+def _load_json(path: str | Path) -> Any:
     try:
         with Path(path).open(encoding="utf-8") as handle:
             return json.load(handle)

@@ -202,7 +202,7 @@ class ConnectionConfig:
             raise UsageError("give both a user and a password, or neither")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise UsageError(f"timeout must be a positive number of seconds, got {self.timeout}")
-        given = [
+        auth_ways = [
             name
             for name, value in (
                 ("user/password", self.username),
@@ -212,8 +212,8 @@ class ConnectionConfig:
             )
             if value
         ]
-        if len(given) > 1:
-            raise UsageError(f"give one way to authenticate, not {' and '.join(given)}")
+        if len(auth_ways) > 1:
+            raise UsageError(f"give one way to authenticate, not {' and '.join(auth_ways)}")
         if self.aws_region and self.distribution == "elasticsearch":
             raise UsageError("AWS SigV4 signing is for OpenSearch (opensearch-py); drop the distribution")
 

@@ -39,6 +39,8 @@ def aws_auth(config: ConnectionConfig, use_async: bool = False) -> dict[str, Any
             "or run with an instance/task role"
         )
     region, service = config.aws_region, config.aws_service
+    if not region:
+        raise UsageError("AWS SigV4 signing needs a region (--aws-region or STAIR_ES_AWS_REGION)")
     if use_async:
         from opensearchpy import AsyncHttpConnection, AWSV4SignerAsyncAuth
 

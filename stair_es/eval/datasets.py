@@ -49,8 +49,8 @@ class RetrievalSet:
             out[image].add(caption)
         if by == "caption":
             same: dict[str, set[int]] = {}
-            for index, caption in enumerate(self.captions):
-                same.setdefault(caption, set()).add(index)
+            for index, text in enumerate(self.captions):
+                same.setdefault(text, set()).add(index)
             out = [set().union(*(same[self.captions[c]] for c in s)) if s else set() for s in out]
         return [frozenset(s) for s in out]
 

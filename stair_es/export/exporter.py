@@ -111,7 +111,7 @@ def export_model(
     from stair_es.model import StairModel
 
     try:
-        model = StairModel.from_pretrained(model_dir)
+        model = StairModel.from_pretrained(Path(model_dir))
     except FileNotFoundError as exc:
         raise ModelError(f"{model_dir}: not a saved model ({exc})") from exc
     return export_module(
@@ -181,7 +181,7 @@ def export_module(
         "text": {"input_ids": input_ids, "attention_mask": mask},
     }
     inputs = {tower: feed for tower, feed in inputs.items() if tower in towers}
-    wrappers = {"image": ImageGraph(model, top_k), "text": TextGraph(model, top_k)}
+    wrappers: dict[str, Any] = {"image": ImageGraph(model, top_k), "text": TextGraph(model, top_k)}
     with torch.no_grad():
         reference = {
             tower: dense_from_output(

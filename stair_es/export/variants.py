@@ -11,6 +11,7 @@ timed on a machine without it, so CUDA's ``auto`` is fp16 when exported (recorde
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -147,15 +148,13 @@ def build_int8(c: Candidates, fp32: dict[str, str], static: bool = True) -> dict
         base = c.staging / fp32[tower]
         candidates: dict[str, dict[str, Any]] = {}
         builders: list[tuple[str, Callable[[Path], Any]]] = [
-            ("dynamic", lambda dst, base=base: optimize.quantize_dynamic_int8(base, dst))
+            ("dynamic", functools.partial(optimize.quantize_dynamic_int8, base))
         ]
         if static and c.calibration.get(tower):
             builders.append(
                 (
                     "static-qdq",
-                    lambda dst, base=base, tower=tower: optimize.quantize_static_int8(
-                        base, dst, c.calibration[tower]
-                    ),
+                    functools.partial(_quantize_static, base, c.calibration[tower]),
                 )
             )
         for method, build in builders:
@@ -171,6 +170,7 @@ def build_int8(c: Candidates, fp32: dict[str, str], static: bool = True) -> dict
                 entry["items_per_s"] = round(1.0 / c.seconds_per_item(path, tower), 2)
             candidates[method] = entry
         passing = {m: e for m, e in candidates.items() if e.get("report", {}).get("passed")}
+        chosen: str | None
         if passing:
             chosen = max(passing, key=lambda m: passing[m]["items_per_s"])
             # Dynamic int8 scales activations per batch, so an item's vector depends on the batch
@@ -243,3 +243,8 @@ def summary(report: dict[str, Any]) -> str:
         return str(report.get("not_measured"))
     agreement = next((v for k, v in report.items() if k.endswith("_agreement")), None)
     return f"max_abs_diff={report['max_abs_diff']:.2e} topk_agreement={agreement} passed={report['passed']}"
+
+
+def _quantize_static(base: Path, calibration: Any, dst: Path) -> Any:
+    """Static int8 of ``base`` into ``dst`` (a builder takes only ``dst``)."""
+    return optimize.quantize_static_int8(base, dst, calibration)

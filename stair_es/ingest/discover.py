@@ -147,8 +147,8 @@ def walk_image_files(root: Path) -> Iterator[tuple[Path, str | None]]:
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 yield Path(dirpath) / name, None
     while errors:
-        exc = errors.pop()
-        yield Path(exc.filename or root), f"cannot list folder ({exc.strerror or exc})"
+        error = errors.pop()
+        yield Path(error.filename or root), f"cannot list folder ({error.strerror or error})"
 
 
 def _folder_items(root: Path, caption_from: str) -> Iterator[ImageItem]:

@@ -139,6 +139,7 @@ def decode(
         row["pixels"] = None
         if row["status"] == "encode":
             start = time.perf_counter()
+            error: str | None
             try:
                 data = Path(str(row["abs_path"])).read_bytes()
             except OSError as exc:
@@ -282,11 +283,11 @@ class Write:
                     row["status"] = "unsent"  # the load stopped before it: not reached
             unmatched = []
             for entry in entries:  # failed, or sent but never acknowledged (not reached)
-                row = by_id.get(str(entry.get("id")))
-                if row is None or row["status"] != "indexed":
+                found = by_id.get(str(entry.get("id")))
+                if found is None or found["status"] != "indexed":
                     unmatched.append(entry)
                     continue
-                row.update(status="sink_entry", extra=json.dumps(entry, default=str))
+                found.update(status="sink_entry", extra=json.dumps(entry, default=str))
             indexed = [r for r in rows if r["status"] == "indexed"]
             for row, entry in zip(indexed[::-1], unmatched):  # keep the totals exact if ids are missing
                 row.update(status="sink_entry", extra=json.dumps(entry, default=str))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import cast
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -48,7 +49,11 @@ def build_clip_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2000, max_l
     for char in alphabet:  # every byte, also as the last piece of a word
         for token in (char, char + SUFFIX):
             vocab.setdefault(token, len(vocab))
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    # each merge is a pair of pieces ("a b" in older tokenizers files, ["a", "b"] in newer ones)
+    merges = cast(
+        list[tuple[str, str]],
+        [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in trained["merges"]],
+    )
     tokenizer = Tokenizer(
         models.BPE(vocab, merges, unk_token=EOS, end_of_word_suffix=SUFFIX, continuing_subword_prefix="")
     )

@@ -88,7 +88,7 @@ def clip_config(state: dict[str, torch.Tensor], model_cfg: dict[str, Any], quick
               "num_attention_heads": width // int(vision_cfg.get("head_width", 64)),
               "intermediate_size": int(state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0]),
               "hidden_act": act}  # fmt: skip
-    text = {"hidden_size": text_width, "vocab_size": int(state["token_embedding.weight"].shape[0]),
+    text: dict[str, Any] = {"hidden_size": text_width, "vocab_size": int(state["token_embedding.weight"].shape[0]),
             "max_position_embeddings": int(state["positional_embedding"].shape[0]),
             "num_hidden_layers": _layers(state, "transformer.resblocks."),
             "num_attention_heads": int(text_cfg.get("heads", text_width // 64)),
@@ -147,7 +147,7 @@ def bpe_tokenizer(merges_file: Path, max_length: int = 77) -> Any:
             lines = handle.read().split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{merges_file}: unreadable BPE merges file ({exc})") from exc
-    merges = [tuple(line.split()) for line in lines[1:] if len(line.split()) == 2]
+    merges = [(pair[0], pair[1]) for pair in (line.split() for line in lines[1:]) if len(pair) == 2]
     if len(lines) > 49152:  # the official file holds more merges than CLIP's vocabulary uses
         merges = merges[: 49152 - 256 - 2]
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # CLIP's bytes_to_unicode order

@@ -55,7 +55,7 @@ class HostBuffers:
         self._pointers.append(pointer.value)
         self.kind = "pinned (cudaHostAlloc)"
         raw = (ctypes.c_byte * nbytes).from_address(pointer.value)
-        return np.frombuffer(raw, dtype=self.dtype).reshape(shape)
+        return np.frombuffer(raw, dtype=self.dtype).reshape(shape)  # type: ignore[call-overload]  # ctypes arrays are buffers
 
     def slot(self, index: int, batch: int) -> np.ndarray:
         """The first ``batch`` rows of buffer ``index % count`` (grown to pageable if too small)."""

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -315,18 +315,23 @@ class Encoder:
         errors: dict[int, str] = {}
         deadline = time.perf_counter() + budget_seconds
         for size in sorted(set(int(c) for c in candidates if int(c) > 0)):
+            run: Callable[[], Any]
             if tower == "image":
                 pixels = rng.standard_normal((size, 3, height, width)).astype(np.float32)
 
-                def run(pixels: np.ndarray = pixels) -> Any:
+                def run_images(pixels: np.ndarray = pixels) -> Any:
                     return self.run_images(pixels)
+
+                run = run_images
             else:
                 length = min(text_tokens, self.manifest.max_text_length)
                 ids = rng.integers(len(self.tokens) // 2, len(self.tokens), (size, length))
                 mask = np.ones_like(ids)
 
-                def run(ids: np.ndarray = ids, mask: np.ndarray = mask) -> Any:
+                def run_text(ids: np.ndarray = ids, mask: np.ndarray = mask) -> Any:
                     return self.run_text(ids.astype(np.int64), mask.astype(np.int64))
+
+                run = run_text
 
             try:
                 run()

@@ -109,10 +109,12 @@ def load_pairs(
     ]
     captions = [p.caption for p in pairs]
     ids, mask = _token_tensors(tokenizer, captions, max_text_length)
-    bags = _token_tensors(bag_tokenizer, captions, max_text_length) if bag_tokenizer is not None else None
-    return PairTensors(
-        pixels, ids, mask, captions, [p.image_id for p in pairs], *(bags or (None, None)), failures
+    bag_ids, bag_mask = (
+        _token_tensors(bag_tokenizer, captions, max_text_length)
+        if bag_tokenizer is not None
+        else (None, None)
     )
+    return PairTensors(pixels, ids, mask, captions, [p.image_id for p in pairs], bag_ids, bag_mask, failures)
 
 
 def _token_tensors(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -150,7 +150,7 @@ def demo_recipe(total_steps: int = 4000, seed: int = 0) -> Recipe:
     )
     stages = three_stage(total_steps, base, {"1": 2e-3, "2": 1e-3, "3": 5e-4}, DEMO_STAGE_SPLIT)
     image_side = {"tag_weight": 6.0, "pool_temperature": 0.5}
-    tuned = {
+    tuned: dict[str, dict[str, Any]] = {
         "1": {"stage1_text": "binary", "min_lr_ratio": 0.5, **image_side},
         "2": {"flops_text": 5e-3},
         "3": {"flops_image": 2e-2, "flops_text": 5e-3, "grounding_weight": 1.0, **image_side},

@@ -111,12 +111,14 @@ def stream_pairs(
     for path, captions in missing.items():
         failures.append(ImageFailure(str(path), "missing", f"{path}: file not found", captions))
     pairs = [p for p in pairs if p.image not in missing]
-    captions = [p.caption for p in pairs]
-    ids, mask = _token_tensors(tokenizer, captions, max_text_length)
-    bags = _token_tensors(bag_tokenizer, captions, max_text_length) if bag_tokenizer is not None else None
+    texts = [p.caption for p in pairs]
+    ids, mask = _token_tensors(tokenizer, texts, max_text_length)
+    bag_ids, bag_mask = (
+        _token_tensors(bag_tokenizer, texts, max_text_length) if bag_tokenizer is not None else (None, None)
+    )
     return StreamingPairs(
-        [str(p.image) for p in pairs], ids, mask, captions, preprocessor_config,
-        [p.image_id for p in pairs], *(bags or (None, None)), failures, augment, workers,
+        [str(p.image) for p in pairs], ids, mask, texts, preprocessor_config,
+        [p.image_id for p in pairs], bag_ids, bag_mask, failures, augment, workers,
     )  # fmt: skip
 
 

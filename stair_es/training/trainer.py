@@ -44,6 +44,7 @@ from stair_es.training.losses import (
     token_tagging_loss,
 )
 from stair_es.training.parallel import MicroBatches, resolve_precision, wrap_ddp
+from stair_es.training.streaming import StreamingPairs
 from stair_es.training.views import ShortViews
 
 STAGES = ("1", "2", "3", "dense-to-sparse", "dense")
@@ -136,7 +137,7 @@ class Trainer:
         self,
         model: nn.Module,
         config: TrainConfig,
-        train_data: PairTensors,
+        train_data: PairTensors | StreamingPairs,
         eval_data: PairTensors | None = None,
         output_dir: str | Path | None = None,
         log: Callable[[str], None] | None = None,
@@ -290,7 +291,9 @@ class Trainer:
         return text
 
     def sample_views(
-        self, indices: Sequence[int], batch_number: int
+        self,
+        indices: Sequence[int] | Any,
+        batch_number: int,  # an index array
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input ids, attention mask, positives[view, image]) of the batch's short views."""
         assert self.views is not None
@@ -397,7 +400,7 @@ class Trainer:
                 running[key] = running.get(key, 0.0) + value
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 elapsed = time.perf_counter() - window_start
-                record = {k: round(v / window_steps, 5) for k, v in running.items()}
+                record: dict[str, Any] = {k: round(v / window_steps, 5) for k, v in running.items()}
                 record.update(
                     step=self.step,
                     stage=cfg.stage,
