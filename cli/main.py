@@ -4,7 +4,6 @@ and never loads torch, onnxruntime or the engine clients."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
@@ -41,10 +40,10 @@ class LazyGroup(click.Group):
     """A group whose commands live in modules that are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if _available(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS or not _available(cmd_name):
+        if cmd_name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[cmd_name]
         return getattr(importlib.import_module(f"stair_es_cli.{module}"), attr)
@@ -68,11 +67,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-def _available(name: str) -> bool:
-    """A command is listed once its module exists (commands land issue by issue)."""
-    return importlib.util.find_spec(f"stair_es_cli.{COMMANDS[name][0]}") is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

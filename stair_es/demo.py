@@ -9,6 +9,8 @@ needs neither torch nor a training run; ``--rebuild-model`` trains and exports i
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 DEMO_MODEL_NAME = "stair-demo-synthetic"
@@ -87,7 +89,9 @@ def demo_run_dir(steps: int = DEMO_STEPS) -> Path:
     return demo_train_dir() / f"steps-{steps}-{_demo_key(PRESETS['demo'](total_steps=steps))}"
 
 
-def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False) -> Path:
+def ensure_demo_model(
+    log: Callable[[str], None] | None = None, steps: int | None = None, rebuild: bool = False
+) -> Path:
     """The demo model: the shipped (or an earlier rebuilt) one, else train and export it locally.
 
     Rebuilding runs what the manifest's ``exporter.demo.reproduce`` says (the ``demo`` preset with
@@ -97,6 +101,7 @@ def ensure_demo_model(log=print, steps: int | None = None, rebuild: bool = False
 
     from stair_es.errors import require
 
+    log = log or logging.getLogger(__name__).info  # the CLI passes click.echo
     if not rebuild and (demo_model_dir() / "manifest.json").is_file():
         return demo_model_dir()
     require("torch", "train", "rebuilding the demo model")

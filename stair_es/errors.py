@@ -56,6 +56,16 @@ class ModelError(StairError):
     exit_code = 5
 
 
+class DataError(StairError, ValueError):
+    """Input data that cannot be used (a corrupt file, a malformed record): not a usage mistake.
+    Also a ValueError, so callers that caught ValueError for bad data keep working."""
+
+
+class DocumentRejected(DataError):
+    """One document cannot be indexed (malformed or no storable token): it is skipped and its
+    reason recorded while the run goes on."""
+
+
 class MissingDependencyError(StairError):
     """An optional dependency is not installed; the message carries the exact pip command."""
 

@@ -290,3 +290,16 @@ def test_user_fields_are_serialized_like_the_clients_do_and_bad_ones_are_skipped
     assert (summary.indexed, summary.skipped, summary.total) == (1, 1, 2)
     assert client.stored["g"]["user"] == {"n": 3, "when": "2026-01-02"}
     assert "not JSON serializable" in json.loads(failures.read_text())["reason"]
+
+
+def test_a_bad_document_is_rejected_as_data_not_as_a_bug() -> None:
+    from stair_es.engine import IndexSummary
+    from stair_es.errors import DataError, DocumentRejected
+
+    indexer = Indexer(None, "x")  # type: ignore[arg-type]  # prepare() never touches the backend
+    for doc, reason in (({"id": "a", "text_tokens": {}}, "nothing searchable"), ([1], "document object")):
+        with pytest.raises(DocumentRejected, match=reason) as caught:
+            indexer.prepare(doc, IndexSummary(index="x"))  # type: ignore[arg-type]
+        assert isinstance(caught.value, DataError) and isinstance(
+            caught.value, ValueError
+        )  # callers unchanged

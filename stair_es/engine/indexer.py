@@ -27,7 +27,7 @@ from stair_es.engine.bulk import LoadStopped, Retry, describe_doc, engine_reason
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.prefetch import prefetch
 from stair_es.engine.relax import LoadSettings
-from stair_es.errors import EngineError, ModelError, StairError
+from stair_es.errors import DocumentRejected, EngineError, ModelError, StairError
 from stair_es.sparse import (
     SparseVector,
     encode_feature_name,
@@ -79,7 +79,7 @@ def _as_token_map(key: str, value: Any) -> SparseVector | Mapping[str, float]:
         return value
     if isinstance(value, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
         return {str(t): w for t, w in value}
-    raise ValueError(f"{key} must be an object token->weight or a list of [token, weight] pairs")
+    raise DocumentRejected(f"{key} must be an object token->weight or a list of [token, weight] pairs")
 
 
 def _clean(tokens: SparseVector | Mapping[str, float] | None) -> tuple[SparseVector | None, int]:
@@ -95,7 +95,7 @@ def _clean(tokens: SparseVector | Mapping[str, float] | None) -> tuple[SparseVec
     try:
         weights = np.array([float(w) for w in tokens.values()], dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"token weights must be numbers ({exc})") from None
+        raise DocumentRejected(f"token weights must be numbers ({exc})") from None
     with np.errstate(over="ignore", invalid="ignore"):
         w32 = weights.astype(np.float32)
     vec = SparseVector.from_arrays(names, w32)
@@ -273,10 +273,11 @@ class Indexer:
 
     # preparation ------------------------------------------------------------------------------
     def prepare(self, doc: Document | Mapping[str, Any], summary: IndexSummary) -> tuple[str, dict[str, Any]]:
-        """The ``(id, _source)`` pair; raises ValueError with a human reason for bad documents."""
+        """The ``(id, _source)`` pair; raises :class:`DocumentRejected` with a human reason for bad
+        documents (callers also catch ValueError/TypeError, which parsing a mapping may raise)."""
         if not isinstance(doc, Document):
             if not isinstance(doc, Mapping):
-                raise ValueError(f"expected a document object, got {type(doc).__name__}")
+                raise DocumentRejected(f"expected a document object, got {type(doc).__name__}")
             doc = Document.from_mapping(doc)
         opts = self.options
         source: dict[str, Any] = {}
@@ -305,7 +306,7 @@ class Indexer:
         if doc.caption:
             source[CAPTION_FIELD] = doc.caption
         if not kinds and not doc.caption:
-            raise ValueError("no token with a positive finite weight (nothing searchable)")
+            raise DocumentRejected("no token with a positive finite weight (nothing searchable)")
         has_text = "text" in kinds or bool(doc.caption)
         if kinds:
             source["modality"] = "image+text" if "image" in kinds and has_text else kinds[0]

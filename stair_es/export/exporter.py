@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -159,7 +160,7 @@ def export_module(
     ``towers``: a subset of ("image", "text") exports only those (e.g. an image-only GPU check).
     Raises :class:`ModelError` and writes nothing when a precision misses its parity tolerance.
     """
-    log = log or (lambda _msg: None)
+    log = log or logging.getLogger(__name__).info
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     out = Path(out_dir)
     _check_destination(out, overwrite)

@@ -9,6 +9,7 @@ unfinished one from its latest checkpoint. The final directory records the exact
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 import time
@@ -243,7 +244,7 @@ def run_stages(
     ``failed_images`` in the record counts them."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = log or (lambda _m: None)
+    log = log or logging.getLogger(__name__).info
     started = time.perf_counter()
     train_data, eval_data = load_training_data(model, train_pairs, eval_pairs, log, data_options)
     report_failures(train_data, eval_data, failures_path, log)

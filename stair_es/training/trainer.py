@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -147,7 +148,7 @@ class Trainer:
         config.validate()
         self.model, self.config, self.train_data, self.eval_data = model, config, train_data, eval_data
         self.output_dir = Path(output_dir) if output_dir else None
-        self.log = log or (lambda _msg: None)
+        self.log = log or logging.getLogger(__name__).info
         self.dist = distributed.current()
         self.device = distributed.device_for(config.device)
         self.model.to(self.device)
