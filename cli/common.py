@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stair_es.engine.config import MODEL, Setting
+from stair_es.engine.config import INDEX, LOCAL_PORT, MODEL, Setting
 
 if TYPE_CHECKING:
     from stair_es.engine import Backend, ConnectionConfig
@@ -136,6 +136,32 @@ def model_option(
         default=None,
         type=click.Path(file_okay=False, path_type=Path),
         help=f"{MODEL.help[:-1]} [env {MODEL.env}; default: {default_help}].",
+    )
+
+
+def index_option(
+    help_text: str, default_help: str = ""
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--index NAME [env STAIR_ES_INDEX]."""
+    default = f"; default: {default_help}" if default_help else ""
+    return click.option(
+        "--index",
+        "index_name",
+        envvar=INDEX.env,
+        default=None,
+        help=f"{help_text} [env {INDEX.env}{default}].",
+    )
+
+
+def local_port_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--port of the local engine [env STAIR_ES_PORT]: where commands without a URL look."""
+    return click.option(
+        "--port",
+        type=int,
+        default=LOCAL_PORT.default,
+        envvar=LOCAL_PORT.env,
+        show_default=True,
+        help=f"{help_text} [env {LOCAL_PORT.env}].",
     )
 
 

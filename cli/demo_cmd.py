@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from stair_es.engine.config import LOCAL_PORT
+from stair_es_cli.common import local_port_option
 
 
 def _step(number: int, total: int, title: str) -> None:
@@ -100,14 +100,7 @@ class _HitChecker:
 
 
 @click.command()
-@click.option(
-    "--port",
-    type=int,
-    default=LOCAL_PORT.default,
-    envvar=LOCAL_PORT.env,
-    show_default=True,
-    help=f"Port of the local engine [env {LOCAL_PORT.env}].",
-)
+@local_port_option("Port of the local engine")
 @click.option(
     "--url",
     envvar="STAIR_ES_URL",

@@ -20,8 +20,14 @@ from typing import Any
 
 import click
 
-from stair_es.engine.config import INDEX
-from stair_es_cli.common import EngineOptions, connection_options, local_port, model_option, provider_option
+from stair_es_cli.common import (
+    EngineOptions,
+    connection_options,
+    index_option,
+    local_port,
+    model_option,
+    provider_option,
+)
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT_FAILED = 1
@@ -402,13 +408,7 @@ def render(report: Report) -> str:
 @click.command(epilog=DOCTOR_EXIT_HELP)
 @model_option(default_help="the model of --index, else the demo model")
 @provider_option("Execution provider to test")
-@click.option(
-    "--index",
-    "index_name",
-    envvar=INDEX.env,
-    default=None,
-    help=f"Also check this index [env {INDEX.env}].",
-)
+@index_option("Also check this index")
 @click.option(
     "--hashes/--no-hashes", "verify_hashes", default=True, show_default=True, help="Verify model file sha256."
 )

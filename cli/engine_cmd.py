@@ -7,7 +7,7 @@ import time
 
 import click
 
-from stair_es.engine.config import LOCAL_PORT
+from stair_es_cli.common import local_port_option
 
 
 def stop_hint(port: int) -> str:
@@ -21,14 +21,7 @@ def engine() -> None:
 
 
 @engine.command()
-@click.option(
-    "--port",
-    type=int,
-    default=LOCAL_PORT.default,
-    envvar=LOCAL_PORT.env,
-    show_default=True,
-    help=f"HTTP port on 127.0.0.1 [env {LOCAL_PORT.env}].",
-)
+@local_port_option("HTTP port on 127.0.0.1")
 @click.option("--heap", default="512m", show_default=True, help="JVM heap (-Xms/-Xmx).")
 @click.option(
     "--data-dir",

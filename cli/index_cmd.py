@@ -14,12 +14,13 @@ from typing import Any
 
 import click
 
-from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX, DEFAULT_TOKENS_INDEX, INDEX
+from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX, DEFAULT_TOKENS_INDEX
 from stair_es_cli import index_ray
 from stair_es_cli.common import (
     connect_backend,
     connection_options,
     echo_err,
+    index_option,
     load_runtime_encoder,
     max_image_pixels_option,
     model_option,
@@ -64,13 +65,7 @@ def _common_options(
     encoder_only = {"--batch-size", "--provider", "--precision", "--threads", "--shard-id", "--num-shards"}
     options = [
         model_option(default_help="the model an existing index was built with, else the demo model"),
-        click.option(
-            "--index",
-            "index_name",
-            envvar=INDEX.env,
-            default=None,
-            help=f"{INDEX.help[:-1]} [env {INDEX.env}; default: {default_index}, or ALIAS-<model id> with --alias].",
-        ),
+        index_option("Index name", f"{default_index}, or ALIAS-<model id> with --alias"),
         click.option(
             "--alias",
             default=None,

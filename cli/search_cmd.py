@@ -16,12 +16,13 @@ from typing import Any
 
 import click
 
-from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX, INDEX
+from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX
 from stair_es_cli.common import (
     EngineOptions,
     connect_backend,
     connection_options,
     echo_err,
+    index_option,
     load_runtime_encoder,
     model_for_index,
     model_option,
@@ -250,13 +251,7 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
 @click.option(
     "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip this many hits."
 )
-@click.option(
-    "--index",
-    "index_name",
-    envvar=INDEX.env,
-    default=None,
-    help=f"Index to search [env {INDEX.env}; default: {DEFAULT_IMAGE_INDEX}, or {DEFAULT_TEXT_INDEX} for --target text].",
-)
+@index_option("Index to search", f"{DEFAULT_IMAGE_INDEX}, or {DEFAULT_TEXT_INDEX} for --target text")
 @click.option(
     "--target",
     type=click.Choice(["image", "text", "both"]),
