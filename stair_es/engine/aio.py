@@ -56,19 +56,22 @@ class AsyncBackend:
             from opensearchpy import AsyncOpenSearch
             from opensearchpy.helpers import async_streaming_bulk
 
-            from stair_es.engine.opensearch_backend import client_kwargs
+            from stair_es.engine.opensearch_backend import client_kwargs as os_client_kwargs
 
-            self.client: Any = client or AsyncOpenSearch(**client_kwargs(config, use_async=True))
+            self.client: Any = client or AsyncOpenSearch(**os_client_kwargs(config, use_async=True))
+            bulk: Any = async_streaming_bulk
         else:
             from elasticsearch import AsyncElasticsearch
-            from elasticsearch.helpers import async_streaming_bulk  # type: ignore[no-redef]
+            from elasticsearch.helpers import async_streaming_bulk as es_async_streaming_bulk
 
-            from stair_es.engine.elasticsearch_backend import client_kwargs, pin_compat_headers
+            from stair_es.engine.elasticsearch_backend import client_kwargs as es_client_kwargs
+            from stair_es.engine.elasticsearch_backend import pin_compat_headers
 
-            self.client = client or AsyncElasticsearch(**client_kwargs(config))
+            self.client = client or AsyncElasticsearch(**es_client_kwargs(config))
+            bulk = es_async_streaming_bulk
             if info.detected:
                 pin_compat_headers(self.client, info.major)
-        self._async_streaming_bulk = async_streaming_bulk
+        self._async_streaming_bulk = bulk
 
     @classmethod
     async def from_client(
@@ -266,6 +269,11 @@ class AsyncSearcher(Searcher):
         self.meta = meta
         self.fields: frozenset[str] | None = None
 
+    @property
+    def _aio(self) -> AsyncBackend:
+        """``self.backend`` as what it is here (the base class types it as the sync backend)."""
+        return self.backend  # type: ignore[return-value]
+
     def check_filter_fields(self, filter: Any) -> None:
         """Checked when the fields were read (:meth:`create` reads them); else left to the engine."""
         if self.fields is not None:
@@ -306,7 +314,7 @@ class AsyncSearcher(Searcher):
             encoded = await asyncio.to_thread(self.query_vector, text, image, None)
         plan = self.plan(text, image, tokens, explain=explain, encoded=encoded, **kwargs)
         start = time.perf_counter()
-        resp = await self.backend.search(self.index, plan.body)  # type: ignore[misc]
+        resp = await self._aio.search(self.index, plan.body)
         return self.result(resp, plan, explain, (time.perf_counter() - start) * 1000)
 
     async def search_many(  # type: ignore[override]
@@ -317,7 +325,7 @@ class AsyncSearcher(Searcher):
         vectors = await asyncio.to_thread(self.encode_queries, specs, common.get("mode", "exact"))
         plans = self.plans(specs, vectors, explain, common)
         start = time.perf_counter()
-        responses = await self.backend.msearch(self.index, [p.body for p in plans])  # type: ignore[attr-defined]
+        responses = await self._aio.msearch(self.index, [p.body for p in plans])
         took = (time.perf_counter() - start) * 1000
         return [
             self.result(r, p, explain, took, position=i) for i, (r, p) in enumerate(zip(responses, plans))

@@ -62,7 +62,7 @@ class Backend:
         config = config or client_config(client, distribution or "auto")
         wanted = distribution or config.distribution
         info = check_pair(kind, assumed_info(wanted) if wanted != "auto" else info_from_client(client, kind))
-        target = _cls or backend_class(kind)
+        target: type[Backend] = _cls or backend_class(kind)
         backend = target.__new__(target)
         Backend.__init__(backend, config, info)
         backend._adopt(client)

@@ -10,10 +10,13 @@ transport (so it carries the client's auth), never through a second connection.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stair_es.engine.config import DEFAULT_URL, ConnectionConfig
 from stair_es.errors import EngineError, UsageError
+
+if TYPE_CHECKING:
+    from stair_es.engine.backend import Backend
 
 _LIBRARIES = {"opensearchpy": "opensearch", "elasticsearch": "elasticsearch"}
 
@@ -47,7 +50,7 @@ def client_kind(client: Any, want_async: bool = False) -> str:
     return _LIBRARIES[type(client).__module__.split(".")[0]]
 
 
-def backend_class(kind: str) -> type:
+def backend_class(kind: str) -> type[Backend]:
     """The adapter class for a client library / distribution name."""
     if kind == "opensearch":
         from stair_es.engine.opensearch_backend import OpenSearchBackend

@@ -150,7 +150,7 @@ def native_query(
         if top > NEURAL_SPARSE_MAX_WEIGHT:
             scale = top / NEURAL_SPARSE_MAX_WEIGHT
             tokens = {t: w / scale for t, w in tokens.items()}
-        per_field = [{"neural_sparse": {f: {"query_tokens": tokens}}} for f in fields]
+        per_field: list[dict[str, Any]] = [{"neural_sparse": {f: {"query_tokens": tokens}}} for f in fields]
     else:
         per_field = [{"sparse_vector": {"field": f, "query_vector": tokens, "prune": prune}} for f in fields]
     if len(per_field) == 1:

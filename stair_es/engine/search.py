@@ -166,7 +166,8 @@ def explain_from_engine(
                 )
             continue
         stack.extend(node.get("details") or [])
-    best_field, best = None, []
+    best_field: str | None = None
+    best: list[TokenContribution] = []
     for name, stored in per_field.items():
         rows = [
             TokenContribution(t, weights[t], s, weights[t] * s) for t, s in stored.items() if t in weights

@@ -268,7 +268,12 @@ def _fuse_qdq_gemms(path: str | os.PathLike) -> int:
         ):
             continue
         bias = next((i for i in add.input if i != node.output[0]), None)
-        if bias not in inits or len(inits[bias].dims) != 1 or not all(i in inits for i in w_dq.input):
+        if (
+            bias is None
+            or bias not in inits
+            or len(inits[bias].dims) != 1
+            or not all(i in inits for i in w_dq.input)
+        ):
             continue
         if (
             len(a_dq.input) < 3

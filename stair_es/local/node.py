@@ -370,6 +370,7 @@ def start(
             parent.chmod(parent.stat().st_mode | 0o711)
     console = instance / "console.log"
     log(f"starting {dist.engine} {dist.version} on 127.0.0.1:{port} (Java {java.major}, heap {heap}) ...")
+    as_user: dict[str, Any] = {"user": run_as[1], "group": run_as[2], "extra_groups": []} if run_as else {}
     with console.open("wb") as out:
         proc = subprocess.Popen(
             [str(home / dist.launcher)],
@@ -379,7 +380,7 @@ def start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            **({"user": run_as[1], "group": run_as[2], "extra_groups": []} if run_as else {}),
+            **as_user,
         )
     url = f"https://{_sec.SECURE_HOST}:{port}" if secure else f"http://127.0.0.1:{port}"
     state = NodeState(
