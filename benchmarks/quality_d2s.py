@@ -24,7 +24,7 @@ Dense: exact cosine in memory. D2S: through the engine (``stair-es eval``), exac
 stair_es/eval/short_queries.py families on a held-out collection (as benchmarks/quality_short_queries.py):
 D2S through the engine, dense by brute force. The "three-stage recipe" steps are the demo preset's.
 
-Usage: python benchmarks/quality_d2s.py --json [--dense-steps 2000] [--d2s-steps 500] [--workdir DIR]
+Usage: python benchmarks/quality_d2s.py --json [--dense-steps 2000] [--d2s-steps 1000] [--workdir DIR]
 The workdir caches the data and the dense CLIP folder (delete it to retrain).
 """
 
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--d2s-steps", type=int, default=500, help="optimizer steps of --from-clip")
+    p.add_argument("--d2s-steps", type=int, default=1000, help="optimizer steps of --from-clip")
     p.add_argument(
         "--d2s-args",
         default="",
