@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from pathlib import Path
 
@@ -181,3 +182,45 @@ def test_engine_up_names_each_step_of_the_first_download(
     assert lines[0].startswith("downloading opensearch 1.0 from Maven (org.example:engine-core:1.0:zip")
     assert lines[1] == "downloading module mapper-extras ..."
     assert lines[2].startswith("checksums verified; assembling the node in ")
+
+
+def _fake_mvn(bin_dir: Path, repo: Path) -> None:
+    """An ``mvn`` that behaves like Maven Central for an artifact published without a ``.sha1``
+    (Elasticsearch 9.x integ-test zips): strict checksum mode refuses it, lax mode copies it."""
+    bin_dir.mkdir()
+    script = bin_dir / "mvn"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import shutil, sys\n"
+        "args = sys.argv[1:]\n"
+        "if '--strict-checksums' in args:\n"
+        "    print('[ERROR] Could not transfer artifact: Checksum validation failed, no checksums available')\n"
+        "    sys.exit(1)\n"
+        "out = next(a.split('=', 1)[1] for a in args if a.startswith('-DoutputDirectory='))\n"
+        f"shutil.copy({str(repo / 'x-1.zip')!r}, out)\n"
+    )
+    script.chmod(0o755)
+
+
+def test_pinned_artifact_without_a_published_sha1_is_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Maven Central serves no .sha1 for Elasticsearch 9.1.0's zip: the SHA-256 pin is the check, so a
+    strict-checksum mvn (which refuses the download) or a 404 on the .sha1 must not stop it."""
+    repo = tmp_path / "repo" / "g" / "x" / "1"
+    repo.mkdir(parents=True)
+    (repo / "x-1.zip").write_bytes(b"payload")
+    pinned = Artifact("g", "x", "1", "zip", sha256=hashlib.sha256(b"payload").hexdigest())
+    _fake_mvn(tmp_path / "bin", repo)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STAIR_ES_MAVEN_LOCAL_REPO", str(tmp_path / "m2"))
+    assert fetch(pinned, tmp_path / "dl-mvn").read_bytes() == b"payload"
+    monkeypatch.setenv("STAIR_ES_MAVEN_URL", (tmp_path / "repo").as_uri())
+    assert fetch(pinned, tmp_path / "dl-https", use_mvn=False).read_bytes() == b"payload"
+    wrong = Artifact("g", "x", "1", "zip", sha256=hashlib.sha256(b"other").hexdigest())
+    for dest, use_mvn in (("bad-mvn", True), ("bad-https", False)):
+        with pytest.raises(ProvisionError, match="SHA-256 differs"):
+            fetch(wrong, tmp_path / dest, use_mvn=use_mvn)
+    unpinned = Artifact("g", "x", "1", "zip")  # no pin and no .sha1: nothing to check it against
+    with pytest.raises(ProvisionError, match="no checksum|failed"):
+        fetch(unpinned, tmp_path / "unpinned", use_mvn=False)
