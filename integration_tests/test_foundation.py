@@ -41,25 +41,21 @@ def field_type(engine_url: str) -> str:
 def index(engine_url: str, engine_distribution: str, field_type: str):
     client = _client(engine_url, engine_distribution)
     name = f"stair-foundation-{uuid.uuid4().hex[:8]}"
-    template = load_mapping("opensearch" if engine_distribution == "opensearch" else "elasticsearch")
-    # only the token field: the full template's caption analyzer depends on the node's modules
-    # (the library picks it at create time; see stair_es.engine.mappings)
+    # only the token field of the schema file (mappings/) the library picks for this node: the
+    # full template's caption analyzer depends on the node's modules (test_mappings_schema.py)
+    template = load_mapping(_template(engine_url, field_type))
     field = dict(template["mappings"]["properties"]["image_tokens"])
-    assert field["type"] == "rank_features"
-    if field_type == "sparse_vector":  # ES 8.x/9.x without mapper-extras
-        field = {"type": "sparse_vector"}
-        if _prunes_by_default(engine_url):
-            field["index_options"] = {"prune": False}
+    assert field["type"] == field_type
     client.indices.create(index=name, body={"mappings": {"properties": {"image_tokens": field}}})
     yield client, name
     client.indices.delete(index=name)
 
 
-def _prunes_by_default(engine_url: str) -> bool:
+def _template(engine_url: str, field_type: str) -> str:
     from stair_es.engine import connect
 
     with connect(urls=engine_url) as backend:
-        return backend.info.supports_sparse_vector_index_options
+        return backend.token_template(field_type)
 
 
 def _clause(field: str, name: str, weight: float, field_type: str) -> dict:

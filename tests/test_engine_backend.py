@@ -205,21 +205,22 @@ class _FakeBackend(Backend):
 
 
 @pytest.mark.parametrize(
-    ("number", "modules", "field", "options"),
+    ("number", "modules", "field", "template"),
     [
-        ("7.17.29", {"mapper-extras"}, "rank_features", {}),
-        ("9.1.0", {"mapper-extras", "x-pack-core"}, "rank_features", {}),  # a full ES build
-        ("8.15.0", {"x-pack-core"}, "sparse_vector", {}),
-        ("8.19.2", {"x-pack-core"}, "sparse_vector", {"index_options": {"prune": False}}),
-        ("9.1.0", {"x-pack-core"}, "sparse_vector", {"index_options": {"prune": False}}),
+        ("7.17.29", {"mapper-extras"}, "rank_features", "rank_features"),
+        ("9.1.0", {"mapper-extras", "x-pack-core"}, "rank_features", "rank_features"),  # a full ES build
+        ("8.15.0", {"x-pack-core"}, "sparse_vector", "sparse_vector-8.11"),
+        ("9.0.3", {"x-pack-core"}, "sparse_vector", "sparse_vector-8.11"),
+        ("8.19.2", {"x-pack-core"}, "sparse_vector", "sparse_vector"),
+        ("9.1.0", {"x-pack-core"}, "sparse_vector", "sparse_vector"),
     ],
 )
 def test_token_field_type_follows_the_node_modules(
-    number: str, modules: set, field: str, options: dict
+    number: str, modules: set, field: str, template: str
 ) -> None:
     backend = _FakeBackend(number, modules)
     assert backend.token_field_type() == field
-    assert backend.token_field_options(field) == options
+    assert backend.token_template(field) == template
 
 
 def test_no_token_field_type_is_one_line() -> None:

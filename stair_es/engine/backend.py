@@ -13,7 +13,14 @@ from typing import Any
 
 from stair_es.engine.cluster_info import ClusterInfo, detect, parse_root  # noqa: F401 - re-exported
 from stair_es.engine.config import ConnectionConfig
-from stair_es.engine.mappings import IndexMeta, ModelMeta, field_paths, index_body, parse_meta
+from stair_es.engine.mappings import (
+    DEFAULT_TEMPLATES,
+    IndexMeta,
+    ModelMeta,
+    field_paths,
+    index_body,
+    parse_meta,
+)
 from stair_es.errors import EngineError, EngineRejectedInput, ModelError
 
 logger = logging.getLogger(__name__)
@@ -151,12 +158,13 @@ class Backend:
             "field (Elasticsearch 8.11+): install mapper-extras, or use a newer engine"
         )
 
-    def token_field_options(self, token_field_type: str) -> dict[str, Any]:
-        """Extra mapping for the token fields: ES 8.19+/9.x prune stored tokens of a new
-        ``sparse_vector`` field by default (approximate scores); ``prune: false`` keeps them all."""
+    def token_template(self, token_field_type: str) -> str:
+        """The ``mappings/`` template for this cluster: ES 8.19+/9.1+ prune the stored tokens of a
+        new ``sparse_vector`` field by default (approximate scores), so their template says
+        ``index_options.prune: false``; older versions refuse that option and never prune."""
         if token_field_type == "sparse_vector" and self.info.supports_sparse_vector_index_options:
-            return {"index_options": {"prune": False}}
-        return {}
+            return "sparse_vector"
+        return DEFAULT_TEMPLATES.get(token_field_type, token_field_type)  # index_body checks it
 
     @property
     def has_sparse_vector_query(self) -> bool:
@@ -231,7 +239,7 @@ class Backend:
             tokens_in_source=tokens_in_source,
             extra_settings=extra_settings,
             weight_shift=weight_shift,
-            token_field_options=self.token_field_options(token_field_type),
+            template=self.token_template(token_field_type),
         )
         return self._call(f"creating index '{index}'", self.client.indices.create, index=index, body=body)
 

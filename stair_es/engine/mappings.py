@@ -1,7 +1,8 @@
 """Index bodies and the ``_meta`` block that ties an index to one model.
 
-The templates live in ``mappings/<distribution>.json``; this module fills in shards, replicas, the
-token field type and ``_meta.stair_es`` (model id + vocabulary hash), and reads that block back so
+The schema is data: ``mappings/<template>.json`` (one per token field type, PUT-able as it is).
+This module loads a template and fills in values only (shards, replicas, refresh, caption analyzer,
+``_source`` excludes, ``_meta.stair_es``: model id + vocabulary hash), and reads that block back so
 that a query with another model fails with one clear line instead of silently returning nonsense.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from stair_es import __version__
 from stair_es.errors import ModelError, UsageError
-from stair_es.mappings_data import load
+from stair_es.mappings_data import TEMPLATES, load
 
 SCHEMA_VERSION = 1
 FEATURE_NAME_ENCODING = "percent-dot-v1"  # stair_es.sparse.encode_feature_name
@@ -23,11 +24,14 @@ CAPTION_FIELD = "caption"
 TEXT_FIELD = "text_tokens"
 TOKEN_FIELDS = {"image": IMAGE_FIELD, "text": TEXT_FIELD}
 TOKEN_FIELD_TYPES = ("rank_features", "sparse_vector")
+# the template a token field type gets when the caller names none (the backend names one per cluster)
+DEFAULT_TEMPLATES = {"rank_features": "rank_features", "sparse_vector": "sparse_vector-8.11"}
 # Compact indexes store w * 2**-112 (see stair_es.sparse.shift_weights): the same 9 significant bits,
 # in ~12-bit instead of ~16-bit term frequencies. Query boosts carry the 2**112 back, so scores are
 # unchanged bit for bit; weights below 2**-14 (~6e-5) cannot be stored and are dropped.
 COMPACT_WEIGHT_SHIFT = 112
 MAX_WEIGHT_SHIFT = 120
+PLACEHOLDER = "SET-ME"  # the model_id / vocab_hash of a template as shipped
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,12 @@ def index_body(
     extra_settings: Mapping[str, Any] | None = None,
     weight_shift: int | None = None,
     token_field_options: Mapping[str, Any] | None = None,
+    template: str | None = None,
 ) -> dict[str, Any]:
     """The ``PUT /<index>`` body for ``distribution`` ("opensearch" or "elasticsearch").
+
+    ``template`` names the ``mappings/`` file (None: :data:`DEFAULT_TEMPLATES` for the field
+    type); ``token_field_options`` are merged into both token fields on top of it.
 
     ``token_field_type="sparse_vector"`` (Elasticsearch 8.11+ only) stores tokens in ES's
     ``sparse_vector`` field so the native ``sparse_vector`` query can be used; ``rank_feature``
@@ -111,7 +119,13 @@ def index_body(
         weight_shift = COMPACT_WEIGHT_SHIFT if not tokens_in_source else 0
     if not 0 <= weight_shift <= MAX_WEIGHT_SHIFT:
         raise UsageError(f"weight_shift must be in [0, {MAX_WEIGHT_SHIFT}], got {weight_shift}")
-    body = copy.deepcopy(load(distribution))
+    template = template or DEFAULT_TEMPLATES[token_field_type]
+    if template not in TEMPLATES:
+        raise UsageError(f"unknown index template {template!r}; templates: {', '.join(TEMPLATES)}")
+    body = load(template)
+    template_type = body["mappings"]["properties"][IMAGE_FIELD]["type"]
+    if template_type != token_field_type:
+        raise UsageError(f"template {template!r} stores {template_type} token fields, not {token_field_type}")
     settings = body["settings"]["index"]
     settings.update(
         {"number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": refresh_interval}
@@ -120,28 +134,25 @@ def index_body(
         settings.update(extra_settings)
     props = body["mappings"]["properties"]
     for name in TOKEN_FIELDS.values():
-        props[name] = {"type": token_field_type, **copy.deepcopy(dict(token_field_options or {}))}
+        props[name].update(copy.deepcopy(dict(token_field_options or {})))
     props[CAPTION_FIELD]["analyzer"] = caption_analyzer
     if not tokens_in_source:
         body["mappings"]["_source"] = {"excludes": list(TOKEN_FIELDS.values())}
-    meta: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model_id": model.model_id,
-        "vocab_hash": model.vocab_hash,
-        "feature_names": FEATURE_NAME_ENCODING,
-        "token_field_type": token_field_type,
-        "tokens_in_source": tokens_in_source,
-        "caption_analyzer": caption_analyzer,
-        "library_version": __version__,
-        "weight_shift": weight_shift,
-    }
-    if token_field_options:
-        meta["token_field_options"] = copy.deepcopy(dict(token_field_options))
+    meta: dict[str, Any] = body["mappings"]["_meta"]["stair_es"]
+    meta.update(
+        {
+            "model_id": model.model_id,
+            "vocab_hash": model.vocab_hash,
+            "tokens_in_source": tokens_in_source,
+            "caption_analyzer": caption_analyzer,
+            "library_version": __version__,
+            "weight_shift": weight_shift,
+        }
+    )
     if model.vocab_size is not None:
         meta["vocab_size"] = int(model.vocab_size)
     if model.path:
         meta["model_path"] = str(model.path)
-    body["mappings"]["_meta"] = {"stair_es": meta}
     return body
 
 
@@ -152,6 +163,11 @@ def parse_meta(index: str, mapping: Mapping[str, Any]) -> IndexMeta:
         raise ModelError(
             f"index '{index}' has no stair-es model metadata (_meta.stair_es): "
             "it was not created by stair-es; create it with stair-es or choose another index"
+        )
+    if any(str(meta[key]).startswith(PLACEHOLDER) for key in ("model_id", "vocab_hash")):
+        raise ModelError(
+            f"index '{index}' was created from a mappings/ template without its model: set "
+            "_meta.stair_es.model_id and vocab_hash from the model's manifest.json before indexing"
         )
     if meta.get("feature_names", FEATURE_NAME_ENCODING) != FEATURE_NAME_ENCODING:
         raise ModelError(
