@@ -82,17 +82,21 @@ def encode(
     """
     from stair_es.errors import UsageError
     from stair_es.runtime import load_encoder
-    from stair_es.runtime.images import list_image_files
+    from stair_es.runtime.files import walk_image_files
     from stair_es_cli.common import resolve_model_path
 
     text_items = [(f"text-{i}", t) for i, t in enumerate(texts)]
     if texts_file is not None:
         text_items.extend(_read_texts(texts_file, start=len(text_items)))
     image_items: list[tuple[str, str]] = [(p, p) for p in images]
+    unlisted: list[tuple[str, str]] = []  # folders under --images-dir that cannot be listed
     if images_dir is not None:
         root = Path(images_dir)
-        image_items.extend((str(p.relative_to(root)), str(p)) for p in list_image_files(root))
-    if not text_items and not image_items:
+        if not root.is_dir():
+            raise UsageError(f"{root}: not a directory")
+        for path, error in walk_image_files(root):
+            (unlisted if error else image_items).append((_relative(path, root), error or str(path)))
+    if not text_items and not image_items and not unlisted:
         raise UsageError("nothing to encode: give --text, --texts-file, --image or --images-dir")
 
     encoder = load_encoder(
@@ -124,10 +128,16 @@ def encode(
             emit(item_id, vector, "text", text=text)
 
     failed = 0
-    if image_items:
-        _describe(encoder, "image")
+    if image_items or unlisted:
         failure_file = open(failures, "w", encoding="utf-8") if failures else None  # noqa: SIM115
         try:
+            for item_id, error in unlisted:
+                failed += 1
+                click.echo(f"failed: {item_id}: {error}", err=True)
+                if failure_file is not None:
+                    failure_file.write(json.dumps({"id": item_id, "error": error}, ensure_ascii=False) + "\n")
+            if image_items:
+                _describe(encoder, "image")
             results = encoder.iter_encode_images(
                 [path for _, path in image_items], batch_size=batch_size, workers=workers, **prune
             )
@@ -153,8 +163,15 @@ def encode(
     output.flush()
     if failed:
         where = f"; listed in {failures}" if failures else ""
-        click.echo(f"{failed} of {len(image_items)} images failed{where}", err=True)
+        click.echo(f"{failed} of {len(image_items) + len(unlisted)} images failed{where}", err=True)
         sys.exit(1)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _describe(encoder: Any, tower: str) -> None:

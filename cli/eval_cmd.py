@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from stair_es.engine.modes import EVAL_MODES, USER_MODES, user_mode_name
 from stair_es_cli.common import (
     EngineOptions,
     connect_backend,
@@ -133,7 +134,7 @@ def render_report(report: dict[str, Any]) -> str:
 @click.option("--label-field", default="label", show_default=True, help="JSONL key holding the label.")
 @click.option(
     "--mode",
-    type=click.Choice(["exact", "two-phase", "native"]),
+    type=click.Choice([user_mode_name(m) for m in EVAL_MODES]),
     default="exact",
     show_default=True,
     help="Engine query mode to evaluate.",
@@ -234,7 +235,7 @@ def eval_cmd(
     backend = None
     if use_engine:
         backend = connect_backend(connection)
-        target = EngineTarget(backend, mode=mode.replace("-", "_"), index=index_name, keep=keep)
+        target = EngineTarget(backend, mode=USER_MODES[mode][0], index=index_name, keep=keep)
     try:
         if task == "retrieval":
             result = evaluate_retrieval(

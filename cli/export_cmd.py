@@ -109,7 +109,7 @@ def export(
 
     images = texts = None
     if calibration_images:
-        from stair_es.runtime.images import list_image_files
+        from stair_es.runtime.files import list_image_files
 
         images = [str(p) for p in list_image_files(calibration_images)[:64]]
         if not images:

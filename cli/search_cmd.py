@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX
+from stair_es.engine.modes import TEXT_ONLY_MODES, USER_MODES
 from stair_es_cli.common import (
     EngineOptions,
     connect_backend,
@@ -30,7 +31,7 @@ from stair_es_cli.common import (
 )
 
 EXIT_NO_HITS = 1
-MODE_CHOICES = ("exact", "two-phase", "native", "native-pruned", "bm25")
+MODE_CHOICES = tuple(m for m in USER_MODES if m != "hybrid")  # hybrid is --hybrid
 TARGET_INDEX = {"image": DEFAULT_IMAGE_INDEX, "both": DEFAULT_IMAGE_INDEX, "text": DEFAULT_TEXT_INDEX}
 _FILTER_RE = re.compile(r"^([^=<>!]+?)\s*(>=|<=|!=|=|>|<)(.*)$")
 _RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
@@ -331,13 +332,12 @@ def search(
     given = [x for x in (query, image, tokens_json) if x is not None]
     if len(given) != 1:
         raise UsageError('give exactly one query: a text ("..."), --image FILE or --tokens JSON')
-    native_prune = mode == "native-pruned"
-    engine_mode = "native" if native_prune else mode.replace("-", "_")
+    engine_mode, native_prune = USER_MODES[mode]
     if hybrid:
         if mode not in ("exact",):
             raise UsageError("--hybrid combines BM25 with the exact sparse score; drop --mode")
         engine_mode = "hybrid"
-    if engine_mode in ("hybrid", "bm25") and query is None:
+    if engine_mode in TEXT_ONLY_MODES and query is None:
         raise UsageError(
             f"{'--hybrid' if hybrid else '--mode bm25'} needs a text query (BM25 runs on captions)"
         )

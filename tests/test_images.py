@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stair_es.runtime.files import list_image_files
 from stair_es.runtime.images import (
     ImageDecodeError,
     ImagePreprocessing,
     decode_image,
     iter_decoded,
-    list_image_files,
     load_pixels,
     resize_and_crop,
 )

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from stair_es.errors import UsageError
+from stair_es.runtime.files import list_image_files
 
 # the column names ``stair-es index images`` accepts in manifests (stair_es.ingest.discover)
 PATH_COLUMNS = ("image", "path", "file", "filepath", "image_path", "filename")
 CAPTION_COLUMNS = ("caption", "text", "captions")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def read_sidecar_folder(folder: str | Path) -> list[CaptionedImage]:
     """Images with a same-stem ``.txt`` (one caption per non-empty line); images without one are skipped."""
     folder = Path(folder)
     pairs = []
-    for image in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image in list_image_files(folder):
         sidecar = image.with_suffix(".txt")
         if not sidecar.exists():
             continue

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from stair_es.engine.modes import MODES
 from stair_es.sparse import SparseVector, encode_feature_name, unshift_weight
 
-MODES = ("exact", "two_phase", "hybrid", "native", "bm25")
 DSL_QUERY_TYPES = frozenset(
     "bool term terms range exists match match_phrase prefix wildcard ids query_string "
     "simple_query_string regexp fuzzy nested match_all match_none".split()

@@ -11,6 +11,7 @@ Typical use::
 Nothing here imports torch.
 """
 
+from stair_es.engine.modes import EVAL_MODES
 from stair_es.eval.datasets import (
     DEFAULT_TEMPLATE,
     LabelledSet,
@@ -22,7 +23,6 @@ from stair_es.eval.datasets import (
 )
 from stair_es.eval.metrics import DEFAULT_KS, accuracy, recall_at_k, top1_agreement
 from stair_es.eval.runner import (
-    EVAL_MODES,
     Direction,
     EngineTarget,
     EvalReport,

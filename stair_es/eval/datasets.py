@@ -167,7 +167,7 @@ def load_labelled_set(
 
     Without ``classes`` the sorted distinct labels are the classes. Integer labels index ``classes``.
     """
-    from stair_es.runtime.images import list_image_files
+    from stair_es.runtime.files import list_image_files
 
     source = Path(source)
     for template in templates:

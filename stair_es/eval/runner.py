@@ -25,7 +25,6 @@ from stair_es.eval.scoring import SparseMatrix, top_k
 from stair_es.sparse import SparseVector
 
 Log = Callable[[str], None]
-EVAL_MODES = ("exact", "two_phase", "native")
 RELEVANCE = ("id", "caption")
 
 

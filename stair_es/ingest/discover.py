@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stair_es.data.readers import IMAGE_SUFFIXES
 from stair_es.errors import UsageError
+from stair_es.runtime.files import IMAGE_EXTENSIONS, walk_image_files
 
-IMAGE_EXTENSIONS = frozenset(IMAGE_SUFFIXES | {".jfif"})
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv"})
 PATH_KEYS = ("image", "path", "file", "filepath", "image_path", "filename")
 CAPTION_KEYS = ("caption", "text", "captions")
@@ -118,37 +117,6 @@ def discover_images(inputs: Iterable[str | os.PathLike[str]], caption_from: str 
             seen.add(identity)
             items.append(item)
     return items
-
-
-def walk_image_files(root: Path) -> Iterator[tuple[Path, str | None]]:
-    """``(path, error)`` for every image-extension file under ``root``, sorted, following symlinked
-    folders but visiting each real folder once (so a link to an ancestor cannot loop forever).
-    Folders that cannot be listed come back as ``(folder, reason)``."""
-    visited: set[tuple[int, int]] = set()
-    errors: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=errors.append):
-        while errors:
-            exc = errors.pop()
-            yield Path(exc.filename or dirpath), f"cannot list folder ({exc.strerror or exc})"
-        try:
-            st = os.stat(dirpath)
-        except OSError as exc:
-            yield Path(dirpath), f"cannot list folder ({exc.strerror or exc})"
-            dirnames[:] = []
-            continue
-        identity = (st.st_dev, st.st_ino)
-        if identity in visited:
-            dirnames[:] = []  # a symlink back to a folder already walked
-            continue
-        visited.add(identity)
-        # real folders before symlinked ones, so a folder reachable both ways keeps its real name
-        dirnames.sort(key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d))
-        for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                yield Path(dirpath) / name, None
-    while errors:
-        error = errors.pop()
-        yield Path(error.filename or root), f"cannot list folder ({error.strerror or error})"
 
 
 def _folder_items(root: Path, caption_from: str) -> Iterator[ImageItem]:

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -358,16 +357,6 @@ def iter_decoded(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-def list_image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under a folder by extension, sorted for reproducible ids."""
-    exts = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"}
-    root = Path(folder)
-    if not root.is_dir():
-        raise UsageError(f"{root}: not a directory")
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in root.glob(pattern) if p.suffix.lower() in exts and p.is_file())
 
 
 # Truncated files are an error by default (reported per item); callers opting in get partial images.

@@ -15,7 +15,7 @@ from typing import Any
 
 from stair_es import __version__
 from stair_es.errors import StairError, require
-from stair_es.serve.service import ApiError, SearchService, http_status
+from stair_es.serve.service import PAGE_MODES, ApiError, SearchService, http_status
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def create_app(service: SearchService) -> Any:
 
     search_params: dict[str, Any] = {
         "index": Query(None, description="one of the served indexes (default: the first)"),
-        "mode": Query("exact", description="exact | two-phase | hybrid | bm25"),
+        "mode": Query("exact", description=" | ".join(PAGE_MODES)),
         "k": Query(20, ge=1, le=100, description="hits per page"),
         "page": Query(1, ge=1),
         "filter": Query([], description="FIELD=VALUE or FIELD!=VALUE, repeatable"),

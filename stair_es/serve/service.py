@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta
+from stair_es.engine.modes import TEXT_ONLY_MODES, USER_MODES
 from stair_es.engine.query import QueryOptions, normalize_filters
 from stair_es.errors import EngineError, ModelError, StairError, UsageError
 from stair_es.serve.thumbs import ThumbnailStore
@@ -28,8 +29,8 @@ from stair_es.sparse import SparseVector, decode_feature_name, unshift_weight
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# the page's toggle; "two-phase" is the CLI spelling of the planner's "two_phase"
-PAGE_MODES = {"exact": "exact", "two-phase": "two_phase", "hybrid": "hybrid", "bm25": "bm25"}
+# the page's toggle, spelled as on the CLI (stair_es.engine.query.USER_MODES)
+PAGE_MODES = {name: USER_MODES[name][0] for name in ("exact", "two-phase", "hybrid", "bm25")}
 MAX_K = 100
 MAX_WINDOW = 10_000  # the engines' default index.max_result_window
 MAX_QUERY_CHARS = 2_000
@@ -259,7 +260,7 @@ class SearchService:
         offset = (page - 1) * k
         if offset + k + 1 > MAX_WINDOW:
             raise UsageError(f"paging stops at {MAX_WINDOW} hits (the engine's result window)")
-        if engine_mode in ("hybrid", "bm25") and (text is None or not text.strip()):
+        if engine_mode in TEXT_ONLY_MODES and (text is None or not text.strip()):
             raise UsageError(
                 f"mode '{mode}' needs a text query (BM25 runs on captions); use exact or two-phase"
             )
