@@ -15,9 +15,10 @@ Nothing here imports torch.
 """
 
 from stair_es.engine.aio import AsyncBackend, AsyncIndexer, AsyncSearcher, connect_async
-from stair_es.engine.backend import Backend, ClusterInfo, connect, detect
+from stair_es.engine.backend import Backend, ClusterInfo, detect
 from stair_es.engine.bulk import LoadStopped
 from stair_es.engine.config import ENV_VARS, ConnectionConfig
+from stair_es.engine.connection import connect
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary, document_id
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta, ModelMeta, index_body
 from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query

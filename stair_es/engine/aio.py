@@ -16,23 +16,17 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from stair_es.engine.backend import (
-    DEFAULT_MAX_CLAUSES,
-    ClusterInfo,
-    _dig,
-    assumed_info,
-    check_shards,
-    cluster_info,
-    combined_meta,
-)
+from stair_es.engine import core
+from stair_es.engine.backend import DEFAULT_MAX_CLAUSES, ClusterInfo
 from stair_es.engine.bulk import asend
 from stair_es.engine.config import ConnectionConfig
+from stair_es.engine.connection import assumed_info, cluster_info
 from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, missing_index
-from stair_es.engine.mappings import IndexMeta, field_paths
+from stair_es.engine.mappings import IndexMeta
 from stair_es.engine.query import QueryOptions
 from stair_es.engine.relax import AsyncLoadSettings
 from stair_es.engine.search import Encoder, Searcher, SearchResult
-from stair_es.errors import EngineError, ModelError, StairError, require
+from stair_es.errors import ModelError, StairError, require
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +71,7 @@ class AsyncBackend:
     async def from_client(
         cls, client: Any, *, distribution: str | None = None, config: ConnectionConfig | None = None
     ) -> AsyncBackend:
-        """Wrap your own ``AsyncOpenSearch`` / ``AsyncElasticsearch`` (see ``Backend.from_client``)."""
+        """Wrap your own ``AsyncOpenSearch`` / ``AsyncElasticsearch`` (see :func:`~stair_es.engine.connection.wrap_client`)."""
         from stair_es.engine.clients import check_pair, client_config, client_kind, info_from_async_client
 
         kind = client_kind(client, want_async=True)
@@ -98,35 +92,26 @@ class AsyncBackend:
     def version(self) -> tuple[int, int, int]:
         return self.info.version
 
-    async def _call(self, what: str, coro: Any) -> Any:
+    async def _call(self, what: str, coro: Any, *, _user_input: bool = False) -> Any:
+        """Await a client call; failures become one line, as in the sync ``Backend._call``."""
         try:
             resp = await coro
         except Exception as exc:  # noqa: BLE001 - translated, chained
-            status = getattr(getattr(exc, "meta", None), "status", None) or getattr(exc, "status_code", None)
-            status = status if isinstance(status, int) else None
-            where = f" (HTTP {status})" if status else ""
-            first = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            raise EngineError(
-                f"{what} failed on {self.info.describe()}{where}: {first}", status=status, reason=first
+            raise core.engine_error(
+                what, exc, self.info.describe(), status=core.error_status(exc), user_input=_user_input
             ) from exc
-        return getattr(resp, "body", resp)
+        return core.body_of(resp)
 
     async def load_capabilities(self) -> None:
         """Clause limit and plugins, read once so the query planner can stay synchronous."""
-        if self.distribution == "opensearch" or self.info.major < 8:
+        if core.reads_clause_limit(self.distribution, self.info.major):
             resp = await self._call(
                 "reading cluster settings",
-                self.client.cluster.get_settings(include_defaults=True, filter_path="**.max_clause_count"),
+                self.client.cluster.get_settings(include_defaults=True, filter_path=core.CLAUSE_LIMIT_FILTER),
             )
-            for scope in ("transient", "persistent", "defaults"):
-                value = _dig(resp.get(scope) or {}, "indices.query.bool.max_clause_count")
-                if value is not None:
-                    self._max_clauses = int(value)
-                    break
+            self._max_clauses = core.clause_limit(resp) or DEFAULT_MAX_CLAUSES
         resp = await self._call("listing plugins", self.client.nodes.info(metric="plugins"))
-        for node in (resp.get("nodes") or {}).values():
-            for kind in ("modules", "plugins"):
-                self._plugins.update(str(p.get("name", "")) for p in node.get(kind) or [])
+        self._plugins = core.plugin_names(resp)
 
     def max_clause_count(self) -> int:
         return self._max_clauses
@@ -147,16 +132,13 @@ class AsyncBackend:
             from stair_es.engine.aliases import not_found
 
             resp = await self._call("listing indexes", self.client.indices.get_alias(index="*"))
-            names = {
-                k: sorted((v or {}).get("aliases") or {}) for k, v in resp.items() if not k.startswith(".")
-            }
-            raise not_found(index, names, self.info.describe())
+            raise not_found(index, core.index_aliases(resp), self.info.describe())
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
-        return combined_meta(index, resp)
+        return core.combined_meta(index, resp)
 
     async def field_names(self, index: str) -> set[str]:
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
-        return set().union(*(field_paths(entry.get("mappings") or {}) for entry in resp.values()))
+        return core.mapping_fields(resp)
 
     async def check_model(self, index: str, model_id: str, vocab_hash: str) -> IndexMeta:
         meta = await self.index_meta(index)
@@ -164,15 +146,14 @@ class AsyncBackend:
         return meta
 
     async def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        resp = await self._call(f"searching '{index}'", self.client.search(index=index, body=dict(body)))
-        check_shards(index, resp)
+        call = self.client.search(index=index, body=dict(body))
+        resp = await self._call(f"searching '{index}'", call, _user_input=True)
+        core.check_shards(index, resp)
         return resp
 
     async def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        lines: list[Any] = []
-        for body in bodies:
-            lines += [{"index": index}, dict(body)]
-        resp = await self._call(f"multi-searching '{index}'", self.client.msearch(body=lines))
+        call = self.client.msearch(body=core.msearch_body(index, bodies))
+        resp = await self._call(f"multi-searching '{index}'", call, _user_input=True)
         return list(resp["responses"])
 
     async def count(self, index: str) -> int:
@@ -182,7 +163,7 @@ class AsyncBackend:
         resp = await self._call(
             f"reading settings of '{index}'", self.client.indices.get_settings(index=index)
         )
-        return next(iter(resp.values()))["settings"]["index"]
+        return core.index_settings(resp)
 
     async def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
         call = self.client.indices.put_settings(index=index, body={"index": dict(settings)})
@@ -190,7 +171,7 @@ class AsyncBackend:
 
     async def mapping_meta(self, index: str) -> dict[str, Any]:
         resp = await self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping(index=index))
-        return dict((next(iter(resp.values())).get("mappings") or {}).get("_meta") or {})
+        return core.mapping_meta(resp)
 
     async def put_mapping_meta(self, index: str, meta: Mapping[str, Any]) -> None:
         call = self.client.indices.put_mapping(index=index, body={"_meta": dict(meta)})
@@ -262,12 +243,7 @@ class AsyncSearcher(Searcher):
         encoder: Encoder | None = None,
         options: QueryOptions | None = None,
     ) -> None:
-        self.backend = backend  # type: ignore[assignment]
-        self.index = index
-        self.encoder = encoder
-        self.options = options or QueryOptions()
-        self.meta = meta
-        self.fields: frozenset[str] | None = None
+        super().__init__(backend, index, encoder, options=options, meta=meta)  # type: ignore[arg-type]
 
     @property
     def _aio(self) -> AsyncBackend:

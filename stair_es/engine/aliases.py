@@ -22,12 +22,9 @@ class IndexNotFoundError(UsageError, EngineError):
 
 def index_names(backend: Any) -> dict[str, list[str]]:
     """Visible indexes and the aliases on each (``{index: [alias, ...]}``); hidden ones left out."""
-    resp = backend._call("listing indexes", backend.client.indices.get_alias, index="*")
-    return {
-        name: sorted((entry or {}).get("aliases") or {})
-        for name, entry in resp.items()
-        if not name.startswith(".")
-    }
+    from stair_es.engine.core import index_aliases
+
+    return index_aliases(backend._call("listing indexes", backend.client.indices.get_alias, index="*"))
 
 
 def not_found(index: str, names: dict[str, list[str]], where: str) -> IndexNotFoundError:

@@ -1,29 +1,22 @@
 """One small interface over opensearch-py and elasticsearch-py.
 
-``connect`` asks the cluster what it is (``GET /`` over plain urllib3, because elasticsearch-py refuses
+``connect`` (:mod:`stair_es.engine.connection`) asks the cluster what it is (``GET /`` over plain urllib3, because elasticsearch-py refuses
 OpenSearch servers) and returns the matching adapter. Everything above this module (indexer, query
 builder, searcher) talks only to :class:`Backend`, with request bodies as plain dicts.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from stair_es.engine import core
 from stair_es.engine.cluster_info import ClusterInfo, detect, parse_root  # noqa: F401 - re-exported
 from stair_es.engine.config import ConnectionConfig
-from stair_es.engine.mappings import (
-    DEFAULT_TEMPLATES,
-    IndexMeta,
-    ModelMeta,
-    field_paths,
-    index_body,
-    parse_meta,
-)
-from stair_es.errors import EngineError, EngineRejectedInput, ModelError
+from stair_es.engine.core import check_shards, combined_meta
+from stair_es.engine.mappings import DEFAULT_TEMPLATES, IndexMeta, ModelMeta, index_body
+from stair_es.errors import EngineError
 
-logger = logging.getLogger(__name__)
 DEFAULT_MAX_CLAUSES = 1024  # OpenSearch and ES 7 default; the ES 8.1+ auto-sized limit is never lower
 
 
@@ -40,60 +33,12 @@ class Backend:
         self._plugins: set[str] | None = None
         self._owns_client = True  # a client handed in by the caller is theirs to close
 
-    @classmethod
-    def from_client(
-        cls,
-        client: Any,
-        *,
-        distribution: str | None = None,
-        config: ConnectionConfig | None = None,
-        _owned: bool = False,
-        _cls: type[Backend] | None = None,
-    ) -> Backend:
-        """Wrap your own ``opensearchpy.OpenSearch`` or ``elasticsearch.Elasticsearch`` client.
-
-        Its connection settings and auth (SigV4, Cloud id, bearer token, TLS, pools) are used as
-        they are. The engine is identified with ``GET /`` through that client, unless
-        ``distribution`` ("opensearch"/"elasticsearch") is given: then nothing is requested and the
-        version is assumed to be the client library's. :meth:`close` leaves the client open.
-        """
-        from stair_es.engine.clients import (
-            backend_class,
-            check_pair,
-            client_config,
-            client_kind,
-            info_from_client,
-        )
-
-        kind = client_kind(client)
-        config = config or client_config(client, distribution or "auto")
-        wanted = distribution or config.distribution
-        info = check_pair(kind, assumed_info(wanted) if wanted != "auto" else info_from_client(client, kind))
-        target: type[Backend] = _cls or backend_class(kind)
-        backend = target.__new__(target)
-        Backend.__init__(backend, config, info)
-        backend._adopt(client)
-        backend._owns_client = _owned
-        return backend
-
     def _adopt(self, client: Any) -> None:  # pragma: no cover - adapters override
         self.client = client
 
     # error handling ---------------------------------------------------------------------------
-    def _error_status(self, exc: BaseException) -> int | None:  # pragma: no cover - adapters override
-        return None
-
-    def _error_reason(self, exc: BaseException) -> str:
-        body = getattr(exc, "body", None) or getattr(exc, "info", None)
-        if isinstance(body, Mapping):
-            err = body.get("error")
-            if isinstance(err, Mapping):
-                causes = err.get("root_cause") or []
-                first = causes[0] if causes and isinstance(causes[0], Mapping) else err
-                return f"{first.get('type', 'error')}: {first.get('reason', '')}".strip()
-            if err:
-                return str(err)
-        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    def _error_status(self, exc: BaseException) -> int | None:
+        return core.error_status(exc)
 
     def _call(
         self, what: str, fn: Callable[..., Any], *args: Any, _user_input: bool = False, **kwargs: Any
@@ -104,13 +49,10 @@ class Backend:
             resp = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - translated, chained
             status = self._error_status(exc)
-            reason = self._error_reason(exc)
-            where = f" (HTTP {status})" if status else ""
-            kind = EngineRejectedInput if _user_input and status == 400 else EngineError
-            raise kind(
-                f"{what} failed on {self.info.describe()}{where}: {reason}", status=status, reason=reason
+            raise core.engine_error(
+                what, exc, self.info.describe(), status=status, user_input=_user_input
             ) from exc
-        return getattr(resp, "body", resp)
+        return core.body_of(resp)
 
     def is_not_found(self, exc: BaseException) -> bool:
         cause = exc.__cause__ or exc
@@ -129,11 +71,7 @@ class Backend:
         """Names of installed modules and plugins on every node (``analysis-common``, ``opensearch-neural-search``)."""
         if self._plugins is None:
             resp = self._call("listing plugins", self.client.nodes.info, metric="plugins")
-            names: set[str] = set()
-            for node in (resp.get("nodes") or {}).values():
-                for kind in ("modules", "plugins"):
-                    names.update(str(p.get("name", "")) for p in node.get(kind) or [])
-            self._plugins = names
+            self._plugins = core.plugin_names(resp)
         return self._plugins
 
     @property
@@ -177,20 +115,16 @@ class Backend:
     def max_clause_count(self) -> int:
         """The engine's bool clause limit (ES 8.1+: at least 1024, auto-sized, setting ignored)."""
         if self._max_clauses is None:
-            limit = DEFAULT_MAX_CLAUSES
-            if self.distribution == "opensearch" or self.info.major < 8:
+            limit = None
+            if core.reads_clause_limit(self.distribution, self.info.major):
                 resp = self._call(
                     "reading cluster settings",
                     self.client.cluster.get_settings,
                     include_defaults=True,
-                    filter_path="**.max_clause_count",
+                    filter_path=core.CLAUSE_LIMIT_FILTER,
                 )
-                for scope in ("transient", "persistent", "defaults"):
-                    value = _dig(resp.get(scope) or {}, "indices.query.bool.max_clause_count")
-                    if value is not None:
-                        limit = int(value)
-                        break
-            self._max_clauses = limit
+                limit = core.clause_limit(resp)
+            self._max_clauses = limit or DEFAULT_MAX_CLAUSES
         return self._max_clauses
 
     # indices ----------------------------------------------------------------------------------
@@ -261,7 +195,7 @@ class Backend:
     def field_names(self, index: str) -> set[str]:
         """Every field the mapping of ``index`` (all indexes behind an alias) defines."""
         resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
-        return set().union(*(field_paths(entry.get("mappings") or {}) for entry in resp.values()))
+        return core.mapping_fields(resp)
 
     def check_model(self, index: str, model_id: str, vocab_hash: str) -> IndexMeta:
         """The index's metadata, or :class:`~stair_es.errors.ModelError` when the model differs."""
@@ -271,7 +205,7 @@ class Backend:
 
     def get_settings(self, index: str) -> dict[str, Any]:
         resp = self._call(f"reading settings of '{index}'", self.client.indices.get_settings, index=index)
-        return next(iter(resp.values()))["settings"]["index"]
+        return core.index_settings(resp)
 
     def put_settings(self, index: str, settings: Mapping[str, Any]) -> None:
         self._call(
@@ -284,7 +218,7 @@ class Backend:
     def mapping_meta(self, index: str) -> dict[str, Any]:
         """The whole ``_meta`` of one index's mapping (stair-es keeps its bookkeeping there)."""
         resp = self._call(f"reading mapping of '{index}'", self.client.indices.get_mapping, index=index)
-        return dict((next(iter(resp.values())).get("mappings") or {}).get("_meta") or {})
+        return core.mapping_meta(resp)
 
     def put_mapping_meta(self, index: str, meta: Mapping[str, Any]) -> None:
         """Replace ``_meta`` (the engines replace it as a whole: pass every key to keep)."""
@@ -385,9 +319,7 @@ class Backend:
         )
 
     def msearch(self, index: str, bodies: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        lines: list[Any] = []
-        for body in bodies:
-            lines += [{"index": index}, dict(body)]
+        lines = core.msearch_body(index, bodies)
         resp = self._call(f"multi-searching '{index}'", self.client.msearch, body=lines, _user_input=True)
         return list(resp["responses"])
 
@@ -400,111 +332,3 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def check_shards(index: str, resp: Mapping[str, Any]) -> None:
-    """Refuse a partial answer: the engine answers 200 with the shards it could reach, and a shard
-    without an active copy (its only node is down) is simply missing from the hits."""
-    shards = resp.get("_shards") or {}
-    total = int(shards.get("total") or 0)
-    answered = int(shards.get("successful") or 0) + int(shards.get("skipped") or 0)
-    if answered >= total:
-        return
-    failures = shards.get("failures") or []
-    if failures:
-        first = failures[0].get("reason") or {}
-        why = (
-            f"{first.get('type', 'error')}: {first.get('reason', '')}"
-            if isinstance(first, Mapping)
-            else str(first)
-        )
-        raise EngineError(
-            f"index '{index}': {total - answered} of {total} shards failed ({why}): the results would miss documents",
-            status=503,
-        )
-    raise EngineError(
-        f"index '{index}': shard unavailable: {answered} of {total} shards answered; a node holding the "
-        "only copy of the others is down, or they are starting, and the results would miss documents: "
-        "bring the node back, or give the index replicas so that it survives the loss of a node",
-        status=503,
-    )
-
-
-def combined_meta(index: str, mappings: Mapping[str, Any]) -> IndexMeta:
-    """The model metadata of every index that ``index`` names (a pattern, ``_all``, an alias or a
-    list names several): each must carry stair-es metadata and all must agree, else one line says
-    which one differs; a search across them would otherwise mix models or storage silently."""
-    metas: dict[str, IndexMeta] = {}
-    for name, entry in sorted(mappings.items()):
-        try:
-            metas[name] = parse_meta(name, entry.get("mappings") or {})
-        except ModelError as exc:
-            raise ModelError(str(exc) if name == index else f"{exc} ('{index}' matches it)") from None
-    if not metas:
-        raise EngineError(f"no index matches '{index}'")
-    (first_name, first), *rest = metas.items()
-    for name, meta in rest:
-        if not meta.matches(first.model.model_id, first.model.vocab_hash) or (
-            meta.token_field_type,
-            meta.weight_shift,
-            meta.tokens_in_source,
-        ) != (first.token_field_type, first.weight_shift, first.tokens_in_source):
-            raise ModelError(
-                f"'{index}' matches indexes built differently: '{first_name}' (model {first.model.model_id}, "
-                f"{_storage(first)}) and '{name}' (model {meta.model.model_id}, {_storage(meta)}): "
-                "search them one at a time"
-            )
-    return first
-
-
-def _storage(meta: IndexMeta) -> str:
-    return f"{meta.token_field_type}, weight shift {meta.weight_shift}, tokens in _source {meta.tokens_in_source}"
-
-
-def _dig(tree: Mapping[str, Any], dotted: str) -> Any:
-    """Look up ``a.b.c`` in either nested or flat settings."""
-    if dotted in tree:
-        return tree[dotted]
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def assumed_info(distribution: str) -> ClusterInfo:
-    """A given distribution, no request: the version is assumed to be the client library's."""
-    module = "opensearchpy" if distribution == "opensearch" else "elasticsearch"
-    from stair_es.errors import require
-
-    lib = require(module, distribution, f"Talking to {distribution}")
-    return ClusterInfo(distribution, str(lib.__versionstr__), detected=False)
-
-
-def cluster_info(config: ConnectionConfig) -> ClusterInfo:
-    """``GET /`` unless ``config.distribution`` says what the cluster is (then no request at all)."""
-    if config.distribution != "auto":
-        return assumed_info(config.distribution)
-    return detect(config)
-
-
-def connect(config: ConnectionConfig | Any = None, *, client: Any = None, **overrides: Any) -> Backend:
-    """The adapter for a cluster. ``connect()`` reads ``STAIR_ES_*`` variables; ``connect(urls=...)``;
-    ``connect(client=OpenSearch(...))`` (or ``Elasticsearch(...)``, also positional) wraps your own
-    client: its auth (SigV4, Cloud id, bearer, TLS) is used as it is (see :meth:`Backend.from_client`).
-    """
-    from stair_es.engine.clients import backend_class, is_client
-
-    if client is None and config is not None and is_client(config):
-        client, config = config, None
-    if client is not None:
-        return Backend.from_client(client, config=config, distribution=overrides.get("distribution"))
-    config = config if config is not None else ConnectionConfig.from_env(**overrides)
-    if config.aws_region:  # requests are signed by the client, so detection goes through it too
-        from stair_es.engine.opensearch_backend import OpenSearchBackend, make_client
-
-        return Backend.from_client(make_client(config), config=config, _owned=True, _cls=OpenSearchBackend)
-    info = cluster_info(config)
-    logger.info("connected to %s at %s", info.describe(), config.describe())
-    return backend_class(info.distribution)(config, info)

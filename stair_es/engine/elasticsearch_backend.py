@@ -74,11 +74,6 @@ class ElasticsearchBackend(Backend):
     def bulk_lines(self, lines: list[str]) -> dict[str, Any]:
         return self._call("bulk request", self.client.bulk, operations=lines)
 
-    def _error_status(self, exc: BaseException) -> int | None:
-        meta = getattr(exc, "meta", None)
-        status = getattr(meta, "status", None) or getattr(exc, "status_code", None)
-        return status if isinstance(status, int) else None
-
 
 def client_kwargs(config: ConnectionConfig) -> dict[str, Any]:
     """elasticsearch-py constructor arguments (shared by the sync and async clients)."""

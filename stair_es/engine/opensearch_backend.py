@@ -18,10 +18,6 @@ class OpenSearchBackend(Backend):
         self.helpers = require("opensearchpy.helpers", "opensearch", "Bulk indexing into OpenSearch")
         self.client = client
 
-    def _error_status(self, exc: BaseException) -> int | None:
-        status = getattr(exc, "status_code", None)
-        return status if isinstance(status, int) else None
-
 
 def make_client(config: ConnectionConfig) -> Any:
     opensearchpy = require("opensearchpy", "opensearch", "Talking to OpenSearch")

@@ -188,17 +188,22 @@ class Searcher:
         encoder: Encoder | None = None,
         *,
         options: QueryOptions | None = None,
+        meta: IndexMeta | None = None,
     ) -> None:
+        """``meta``: the index's metadata when the caller has read it already (the async searcher
+        reads it awaited); otherwise it is read here, and an encoder must match it."""
         self.backend = backend
         self.index = index
         self.encoder = encoder
         self.options = options or QueryOptions()
         self.fields: frozenset[str] | None = None  # the mapping's fields, read when a filter is used
-        self.meta: IndexMeta = (
-            backend.check_model(index, encoder.model_id, encoder.vocab_hash)
-            if encoder is not None
-            else backend.index_meta(index)
-        )
+        if meta is None:
+            meta = (
+                backend.check_model(index, encoder.model_id, encoder.vocab_hash)
+                if encoder is not None
+                else backend.index_meta(index)
+            )
+        self.meta: IndexMeta = meta
 
     def query_vector(self, text: str | None = None, image: Any = None, tokens: Any = None) -> SparseVector:
         given = [x is not None for x in (text, image, tokens)]
