@@ -1,7 +1,7 @@
 """Clients made by the caller: which library they come from, where they point, what they talk to.
 
-``connect(client=...)`` (:func:`~stair_es.engine.connection.wrap_client`) accepts an ``opensearchpy.OpenSearch`` or an
-``elasticsearch.Elasticsearch`` exactly as an application configured it (SigV4, Elastic Cloud id,
+``connect(client=...)`` (:func:`~stair_es.engine.connection.wrap_client`) accepts an
+``opensearchpy.OpenSearch`` or an ``elasticsearch.Elasticsearch`` exactly as an application configured it (SigV4, Elastic Cloud id,
 bearer tokens, TLS, connection pools); the async variants take ``AsyncOpenSearch`` /
 ``AsyncElasticsearch``. The engine is identified with ``GET /`` sent through the client's own
 transport (so it carries the client's auth), never through a second connection.
