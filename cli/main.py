@@ -73,6 +73,9 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="stair-es")
 def main() -> None:
     """STAIR sparse image/text retrieval on Elasticsearch and OpenSearch."""
+    from stair_es.process import quiet_bomb_warnings
+
+    quiet_bomb_warnings()  # one line per refused image, not two
 
 
 def cli() -> None:

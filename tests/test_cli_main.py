@@ -15,10 +15,11 @@ def test_help_lists_available_commands() -> None:
 
 
 def test_help_is_lazy() -> None:
-    """--help must not import torch, onnxruntime or the engine clients."""
+    """--help must not import torch, onnxruntime or the engine clients (nor must the group's own
+    callback, which runs before a sub-command's --help)."""
     code = (
         "import sys; from click.testing import CliRunner; from stair_es_cli.main import main;"
-        "CliRunner().invoke(main, ['--help']);"
+        "CliRunner().invoke(main, ['--help']); CliRunner().invoke(main, ['engine', '--help']);"
         "heavy=[m for m in ('torch','onnxruntime','opensearchpy','elasticsearch','transformers') if m in sys.modules];"
         "print(','.join(heavy))"
     )
@@ -60,3 +61,21 @@ def test_cli_bomb_guard_default_matches_the_runtime() -> None:
     from stair_es_cli.common import DEFAULT_MAX_IMAGE_PIXELS
 
     assert DEFAULT_MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
+
+
+def test_importing_the_library_leaves_warning_filters_alone() -> None:
+    """Only the CLI (a process stair-es owns) hides Pillow's decompression-bomb warning."""
+    code = (
+        "import warnings; import stair_es.runtime.images; from PIL import Image;"
+        "print(sum(f[2] is Image.DecompressionBombWarning or (f[1] is not None and 'Image size' in f[1].pattern)"
+        " for f in warnings.filters))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+    quiet = (
+        "import warnings; from click.testing import CliRunner; from stair_es_cli.main import main;"
+        "CliRunner().invoke(main, ['engine', '--help']); import stair_es.process as p;"
+        "print(sum(f[1] is not None and f[1].pattern == p.BOMB_WARNING for f in warnings.filters))"
+    )
+    out = subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

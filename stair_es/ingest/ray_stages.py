@@ -131,7 +131,10 @@ def decode(
     batch: dict[str, np.ndarray], spec: dict[str, Any], max_pixels: int | None
 ) -> dict[str, np.ndarray]:
     """Read the file again, check it is the one hashed, decode and preprocess (CPU task)."""
+    from stair_es.process import quiet_bomb_warnings
     from stair_es.runtime.images import ImagePreprocessing, decode_to_pixels
+
+    quiet_bomb_warnings()  # a Ray worker process is ours, as the CLI's is
 
     preprocessing = ImagePreprocessing.from_dict(spec)
     rows = []

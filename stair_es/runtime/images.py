@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import time
-import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,9 +30,8 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
 
 # Pillow's own default (about 89.5 megapixels, a 1/4 GiB RGB image); larger files are refused.
 DEFAULT_MAX_PIXELS = 89_478_485
-# decode_image refuses oversized images itself with one line naming the file; Pillow's warning
-# (emitted inside open(), before the size is known) would only add a second, anonymous line.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# decode_image refuses oversized images itself with one line naming the file; the CLI hides
+# Pillow's own warning for them (stair_es.process), a library user sees it as Pillow sends it.
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
