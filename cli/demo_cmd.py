@@ -10,7 +10,6 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -83,9 +82,7 @@ class _HitChecker:
         from stair_es.engine import Searcher, connect
         from stair_es.runtime import load_encoder
 
-        # the engine's Encoder protocol names plain attributes, the runtime has properties (issue 16: QueryEncoder)
-        encoder: Any = load_encoder(model_path)
-        self.searcher = Searcher(connect(urls=url), DEMO_INDEX, encoder)
+        self.searcher = Searcher(connect(urls=url), DEMO_INDEX, load_encoder(model_path))
 
     def report(self, query: str, k: int) -> None:
         from stair_es.eval.short_queries import caption_answers

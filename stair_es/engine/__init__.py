@@ -22,7 +22,15 @@ from stair_es.engine.connection import connect
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary, document_id
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta, ModelMeta, index_body
 from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
-from stair_es.engine.search import Encoder, Hit, Searcher, SearchResult, TokenContribution, explain
+from stair_es.engine.search import (
+    Encoder,
+    Hit,
+    QueryEncoder,
+    Searcher,
+    SearchResult,
+    TokenContribution,
+    explain,
+)
 
 __all__ = [
     "ENV_VARS",
@@ -37,6 +45,7 @@ __all__ = [
     "ConnectionConfig",
     "Document",
     "Encoder",
+    "QueryEncoder",
     "Hit",
     "IndexMeta",
     "IndexSummary",

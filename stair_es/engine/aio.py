@@ -25,7 +25,7 @@ from stair_es.engine.indexer import BulkRun, Document, Indexer, IndexSummary, mi
 from stair_es.engine.mappings import IndexMeta
 from stair_es.engine.query import QueryOptions
 from stair_es.engine.relax import AsyncLoadSettings
-from stair_es.engine.search import Encoder, Searcher, SearchResult
+from stair_es.engine.search import QueryEncoder, Searcher, SearchResult
 from stair_es.errors import ModelError, StairError, require
 
 logger = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class AsyncSearcher(Searcher):
         backend: AsyncBackend,
         index: str,
         meta: IndexMeta,
-        encoder: Encoder | None = None,
+        encoder: QueryEncoder | None = None,
         options: QueryOptions | None = None,
     ) -> None:
         super().__init__(backend, index, encoder, options=options, meta=meta)  # type: ignore[arg-type]
@@ -260,7 +260,7 @@ class AsyncSearcher(Searcher):
         cls,
         backend: AsyncBackend,
         index: str,
-        encoder: Encoder | None = None,
+        encoder: QueryEncoder | None = None,
         options: QueryOptions | None = None,
     ) -> AsyncSearcher:
         if encoder is not None:

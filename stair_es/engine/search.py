@@ -47,15 +47,22 @@ def checked_query_tokens(tokens: Mapping[str, Any], what: str = "query") -> Spar
     return SparseVector.from_dict({str(t): float(w) for t, w in tokens.items()})
 
 
-class Encoder(Protocol):
-    """What the searcher needs from an encoder (the ONNX runtime encoder has this shape)."""
+class QueryEncoder(Protocol):
+    """What the searcher needs from an encoder: :class:`stair_es.runtime.Encoder` (the ONNX
+    encoder) has this shape, and so can any object with these read-only attributes."""
 
-    model_id: str
-    vocab_hash: str
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def vocab_hash(self) -> str: ...
 
     def encode_texts(self, texts: list[str]) -> list[SparseVector]: ...
 
     def encode_images(self, images: list[Any]) -> list[SparseVector]: ...
+
+
+Encoder = QueryEncoder  # the protocol's earlier name, kept for code that imports it
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ class Searcher:
         self,
         backend: Backend,
         index: str,
-        encoder: Encoder | None = None,
+        encoder: QueryEncoder | None = None,
         *,
         options: QueryOptions | None = None,
         meta: IndexMeta | None = None,
