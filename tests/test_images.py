@@ -129,7 +129,26 @@ def test_preprocessing_matches_the_training_reference() -> None:
         img = _gradient(*size)
         ours = load_pixels(_bytes(img, "PNG"), spec)
         ref = preprocess_image(img, config)
-        np.testing.assert_allclose(ours, ref, atol=1e-5)
+        np.testing.assert_array_equal(ours, ref)  # one implementation: the same floats
+
+
+def test_training_sees_transparent_and_rotated_files_as_the_runtime_does(tmp_path) -> None:
+    """Training read files with a plain Image.open: alpha dropped (not composited on the runtime's
+    white) and no EXIF rotation, so the towers trained on other pixels than they later got."""
+    from stair_es.data.images import default_preprocessor_config, preprocess_image
+
+    config = default_preprocessor_config(32)
+    spec = ImagePreprocessing.from_dict(config)
+    clear = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    clear.paste((255, 0, 0, 255), (10, 10, 30, 30))
+    clear.save(tmp_path / "clear.png")
+    rotated = _gradient(64, 32).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    rotated.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    for name in ("clear.png", "rotated.jpg"):
+        path = tmp_path / name
+        np.testing.assert_array_equal(preprocess_image(path, config), load_pixels(str(path), spec))
 
 
 def test_squash_and_shortest_resize_shapes() -> None:

@@ -1,7 +1,8 @@
-"""Image preprocessing as plain numpy + pillow, driven by ``preprocessor_config.json``.
+"""Training's view of image preprocessing: ``preprocessor_config.json`` in a model folder.
 
-Why here and torch-free: training and the onnxruntime path must feed the towers byte-identical pixels,
-so both read the same config keys; this is the reference implementation of those keys.
+Training and the onnxruntime path must feed the towers byte-identical pixels, so there is one
+implementation, :mod:`stair_es.runtime.images` (:class:`ImagePreprocessing`, ``resize_and_crop``,
+``to_pixel_values``); this module only writes the config keys and reads them into that spec.
 """
 
 from __future__ import annotations
@@ -12,13 +13,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-INTERPOLATIONS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
 
 
 def default_preprocessor_config(image_size: int, max_text_length: int = 32, clip_stats: bool = False) -> dict:
@@ -47,24 +41,22 @@ def default_preprocessor_config(image_size: int, max_text_length: int = 32, clip
 
 
 def preprocess_image(image: Image.Image | str | Path, config: dict[str, Any]) -> np.ndarray:
-    """One image -> float32 [3, crop, crop]: RGB, resize shorter edge, centre crop, rescale, normalise."""
+    """One image -> float32 [3, crop, crop], exactly as the runtime prepares it for the exported
+    model (same spec, same resize, crop, alpha compositing and normalisation code)."""
+    from stair_es.runtime.images import (
+        ImagePreprocessing,
+        decode_image,
+        resize_and_crop,
+        to_pixel_values,
+        to_rgb,
+    )
+
+    spec = ImagePreprocessing.from_dict(config)
     if isinstance(image, Image.Image):
-        picture = image if image.mode == "RGB" else image.convert("RGB")
+        picture = to_rgb(image, spec.background)
     else:
-        with Image.open(image) as opened:
-            picture = opened.convert("RGB")
-    target = int(config["resize_shortest_edge"])
-    width, height = picture.size
-    scale = target / min(width, height)
-    new_size = (max(target, round(width * scale)), max(target, round(height * scale)))
-    if new_size != picture.size:
-        picture = picture.resize(new_size, INTERPOLATIONS[config.get("interpolation", "bicubic")])
-    crop = int(config["crop_size"])
-    left, top = (picture.size[0] - crop) // 2, (picture.size[1] - crop) // 2
-    picture = picture.crop((left, top, left + crop, top + crop))
-    array: np.ndarray = np.asarray(picture, dtype=np.float32) * float(config.get("rescale_factor", 1 / 255))
-    array = (array - np.asarray(config["mean"], np.float32)) / np.asarray(config["std"], np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+        picture = decode_image(str(image), background=spec.background)
+    return to_pixel_values(resize_and_crop(picture, spec), spec)
 
 
 def preprocess_images(paths: Sequence[Path | str], config: dict[str, Any]) -> np.ndarray:

@@ -53,8 +53,9 @@ class ImagePreprocessing:
     """How pixels become model input; stored in the manifest so runtime matches training.
 
     ``resize="shortest"`` scales the shorter side to ``resize_shortest`` (default: the crop size) and
-    center-crops to ``size`` (CLIP style); ``"squash"`` resizes straight to ``size``. The arithmetic
-    matches ``stair_es.data.images.preprocess_image`` (training) exactly; tests compare them.
+    center-crops to ``size`` (CLIP style); ``"squash"`` resizes straight to ``size``. Training runs
+    this same code (``stair_es.data.images.preprocess_image`` reads the model folder's
+    ``preprocessor_config.json`` into this spec), so both feed the towers the same pixels.
     """
 
     size: tuple[int, int] = (224, 224)  # crop (height, width)
