@@ -61,6 +61,11 @@ class DataError(StairError, ValueError):
     Also a ValueError, so callers that caught ValueError for bad data keep working."""
 
 
+class InvalidArgument(UsageError, ValueError):
+    """A library argument outside what the function accepts (a mode name, a negative size, arrays
+    of different lengths). Also a ValueError, as Python code calling a library expects."""
+
+
 class DocumentRejected(DataError):
     """One document cannot be indexed (malformed or no storable token): it is skipped and its
     reason recorded while the run goes on."""

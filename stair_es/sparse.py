@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stair_es.errors import InvalidArgument
+
 FLOAT_MIN_NORMAL = float(np.finfo(np.float32).tiny)
 
 
@@ -84,9 +86,9 @@ class SparseVector:
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.weights):
-            raise ValueError("tokens and weights differ in length")
+            raise InvalidArgument("tokens and weights differ in length")
         if self.ids is not None and len(self.ids) != len(self.tokens):
-            raise ValueError("ids and tokens differ in length")
+            raise InvalidArgument("ids and tokens differ in length")
 
     # construction -------------------------------------------------------------------------
     @classmethod
@@ -165,7 +167,7 @@ class SparseVector:
             n = min(n, max(int(top_k), 0))
         if mass is not None and n > 0:
             if not 0 < mass <= 1:
-                raise ValueError(f"mass must be in (0, 1], got {mass}")
+                raise InvalidArgument(f"mass must be in (0, 1], got {mass}")
             csum = np.cumsum(self.weights[:n], dtype=np.float64)
             n = min(n, int(np.searchsorted(csum, mass * csum[-1] * (1 - 1e-9))) + 1)
         if n == len(self.weights):

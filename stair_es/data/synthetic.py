@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from stair_es.errors import DataError, InvalidArgument
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "green": (30, 170, 40),
@@ -98,7 +100,7 @@ def parse_caption(caption: str) -> Scene:
     """
     words = caption.lower().split()
     if len(words) < 4 or words[-4:-2] != ["on", "a"] or words[-1] != "background":
-        raise ValueError(f"not a synthetic caption: {caption!r}")
+        raise DataError(f"not a synthetic caption: {caption!r}")
     background = words[-2]
     plural_to_shape = {plural: shape for shape, plural in SHAPES.items()}
     count_of = {word: n for n, word in COUNTS.items()}
@@ -106,13 +108,13 @@ def parse_caption(caption: str) -> Scene:
     for phrase in " ".join(words[:-4]).split(" and "):
         parts = phrase.split()
         if len(parts) != 7 or parts[5] != "the":
-            raise ValueError(f"not a synthetic caption: {caption!r}")
+            raise DataError(f"not a synthetic caption: {caption!r}")
         count, size, colour, noun, _prep, _the, position = parts
         shape = noun if noun in SHAPES else plural_to_shape.get(noun, "")
         if count not in count_of or size not in SIZES or colour not in COLOURS or not shape:
-            raise ValueError(f"not a synthetic caption: {caption!r}")
+            raise DataError(f"not a synthetic caption: {caption!r}")
         if position not in POSITIONS or background not in BACKGROUNDS:
-            raise ValueError(f"not a synthetic caption: {caption!r}")
+            raise DataError(f"not a synthetic caption: {caption!r}")
         groups.append(ObjectGroup(count_of[count], size, colour, shape, position))
     return Scene(tuple(groups), background)
 
@@ -169,7 +171,7 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float) -> l
         pts += [(1, w), (w, w)]
         cos, sin = math.cos(angle), math.sin(angle)
         return [(cx + r * 1.2 * (x * cos - y * sin), cy + r * 1.2 * (x * sin + y * cos)) for x, y in pts]
-    raise ValueError(f"unknown shape {shape!r}")
+    raise InvalidArgument(f"unknown shape {shape!r}")
 
 
 def render_scene(
@@ -226,7 +228,7 @@ def generate_synthetic(out_dir: str | Path, config: SyntheticConfig | None = Non
     """
     config = config or SyntheticConfig()
     if config.image_format not in ("png", "jpeg"):
-        raise ValueError(f"image_format must be png or jpeg, got {config.image_format!r}")
+        raise InvalidArgument(f"image_format must be png or jpeg, got {config.image_format!r}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from stair_es.engine.modes import MODES
+from stair_es.errors import InvalidArgument
 from stair_es.sparse import SparseVector, encode_feature_name, unshift_weight
 
 DSL_QUERY_TYPES = frozenset(
@@ -237,18 +238,18 @@ def build_query(
     """
     options = options or QueryOptions()
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "native" and weight_shift:
-        raise ValueError(
+        raise InvalidArgument(
             "mode 'native' cannot search a compact index (weights stored times 2**-shift; native "
             "queries cap their weights): use mode 'exact' (same scores)"
         )
     if size < 0 or from_ < 0:
-        raise ValueError("size and from must be >= 0")
+        raise InvalidArgument("size and from must be >= 0")
     if mode in ("hybrid", "bm25") and not caption:
-        raise ValueError(f"mode '{mode}' needs query text for BM25 on captions")
+        raise InvalidArgument(f"mode '{mode}' needs query text for BM25 on captions")
     if mode != "bm25" and (vec is None or len(vec) == 0):
-        raise ValueError("the query vector has no token with a positive weight")
+        raise InvalidArgument("the query vector has no token with a positive weight")
     filters = normalize_filters(filter)
     notes: list[str] = []
     words = 0
@@ -278,7 +279,7 @@ def build_query(
 
     if mode == "native":
         if options.native_prune and distribution != "elasticsearch":
-            raise ValueError(
+            raise InvalidArgument(
                 "native pruning is Elasticsearch's sparse_vector query option; use mode 'native'"
             )
         query, plan.score_scale = native_query(fields, used, distribution, prune=options.native_prune)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stair_es.errors import InvalidArgument
+
 DEFAULT_KS = (1, 5, 10)
 
 
@@ -21,7 +23,7 @@ def recall_at_k(
 ) -> dict[int, float]:
     """Fraction of queries with a relevant item in their top K, for each K in ``ks``."""
     if len(ranked) != len(relevant):
-        raise ValueError(f"{len(ranked)} rankings but {len(relevant)} relevance sets")
+        raise InvalidArgument(f"{len(ranked)} rankings but {len(relevant)} relevance sets")
     if not len(ranked):
         return {k: 0.0 for k in ks}
     first_hit = np.array([_first_hit(row, rel) for row, rel in zip(ranked, relevant, strict=True)])
@@ -39,7 +41,7 @@ def _first_hit(row: Sequence[int], relevant: frozenset[int] | set[int]) -> int:
 def top1_agreement(a: Sequence[Sequence[int]] | np.ndarray, b: Sequence[Sequence[int]] | np.ndarray) -> float:
     """Fraction of queries whose first result is the same item in both rankings."""
     if len(a) != len(b):
-        raise ValueError("rankings differ in length")
+        raise InvalidArgument("rankings differ in length")
     if not len(a):
         return 1.0
     same = [

@@ -33,6 +33,7 @@ from stair_es.data.synthetic import (
     SIZES,
     Scene,
 )
+from stair_es.errors import InvalidArgument
 
 FAMILIES = ("colour+shape", "count+shape", "size+shape", "colour+shape+position", "single word")
 
@@ -125,7 +126,7 @@ def short_queries(
     ``centres`` (per scene, per group, the object centres: :func:`group_centres`) makes position
     relevance geometric; without it the caption's position word decides."""
     if centres is not None and len(centres) != len(scenes):
-        raise ValueError(f"{len(scenes)} scenes but {len(centres)} centre lists")
+        raise InvalidArgument(f"{len(scenes)} scenes but {len(centres)} centre lists")
     rng = np.random.default_rng(seed)
     queries = []
     for family, text, wanted in _candidates(rng):
@@ -149,7 +150,7 @@ def short_query_report(
 ) -> dict[str, object]:
     """``p_at_5`` (mean over all queries), ``p_at_1`` (first hit right), and both per family."""
     if len(queries) != len(rankings):
-        raise ValueError(f"{len(queries)} queries but {len(rankings)} rankings")
+        raise InvalidArgument(f"{len(queries)} queries but {len(rankings)} rankings")
     p_k = np.array([precision_at_k(r, q.relevant, k) for q, r in zip(queries, rankings)])
     p_1 = np.array([precision_at_k(r, q.relevant, 1) for q, r in zip(queries, rankings)])
     families: dict[str, dict[str, float]] = {}

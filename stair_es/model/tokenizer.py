@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from stair_es.errors import InvalidArgument
 from stair_es.model.english_words import ENGLISH_WORDS
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -80,7 +81,7 @@ def build_wordpiece_tokenizer(
     for word in extra_words:
         add(word.lower())
     if len(vocab) < len(SPECIAL_TOKENS) + num_unused + len(chars):
-        raise ValueError(f"vocab_size={vocab_size} is too small to spell words (need > {len(vocab)})")
+        raise InvalidArgument(f"vocab_size={vocab_size} is too small to spell words (need > {len(vocab)})")
     return _assemble(vocab, max_length)
 
 
@@ -93,7 +94,7 @@ def tokenizer_from_vocab_file(vocab_txt: str | Path, max_length: int = 32) -> To
 def _assemble(vocab: dict[str, int], max_length: int) -> Tokenizer:
     for token in SPECIAL_TOKENS:
         if token not in vocab:
-            raise ValueError(f"vocabulary lacks {token}")
+            raise InvalidArgument(f"vocabulary lacks {token}")
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

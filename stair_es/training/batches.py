@@ -18,6 +18,7 @@ import torch
 
 from stair_es.data.images import preprocess_image
 from stair_es.data.readers import CaptionedImage
+from stair_es.errors import InvalidArgument
 from stair_es.model.modeling import tokenize
 
 
@@ -127,7 +128,7 @@ def _token_tensors(tokenizer: Any, texts: list[str], max_length: int) -> tuple[t
 def batch_indices(num_items: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     """Indices of batch ``step``: epoch-wise seeded permutations, batches never straddle epochs."""
     if batch_size > num_items:
-        raise ValueError(f"batch size {batch_size} exceeds the {num_items} training pairs")
+        raise InvalidArgument(f"batch size {batch_size} exceeds the {num_items} training pairs")
     per_epoch = num_items // batch_size
     epoch, offset = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(num_items)
@@ -157,7 +158,7 @@ class HardNegativeSampler:
     def indices(self, batch_size: int, step: int, seed: int, fraction: float) -> np.ndarray:
         n = self.incidence.shape[0]
         if batch_size > n:
-            raise ValueError(f"batch size {batch_size} exceeds the {n} training pairs")
+            raise InvalidArgument(f"batch size {batch_size} exceeds the {n} training pairs")
         rng = np.random.default_rng([seed, step, 7])
         anchor = int(rng.integers(n))
         overlap = (self.incidence @ self.incidence[anchor]).numpy()
