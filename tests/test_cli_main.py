@@ -63,19 +63,23 @@ def test_cli_bomb_guard_default_matches_the_runtime() -> None:
     assert DEFAULT_MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
 
 
+def _python(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_importing_the_library_leaves_warning_filters_alone() -> None:
     """Only the CLI (a process stair-es owns) hides Pillow's decompression-bomb warning."""
-    code = (
+    library = _python(
         "import warnings; import stair_es.runtime.images; from PIL import Image;"
         "print(sum(f[2] is Image.DecompressionBombWarning or (f[1] is not None and 'Image size' in f[1].pattern)"
         " for f in warnings.filters))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0"
-    quiet = (
+    assert library == "0"
+    cli = _python(
         "import warnings; from click.testing import CliRunner; from stair_es_cli.main import main;"
         "CliRunner().invoke(main, ['engine', '--help']); import stair_es.process as p;"
         "print(sum(f[1] is not None and f[1].pattern == p.BOMB_WARNING for f in warnings.filters))"
     )
-    out = subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "1"
+    assert cli == "1"

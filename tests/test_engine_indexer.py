@@ -259,7 +259,7 @@ def test_indexing_into_a_missing_index_is_refused_instead_of_auto_created() -> N
 def test_prefetch_keeps_order_raises_in_the_consumer_and_stops_when_closed() -> None:
     import threading
 
-    from stair_es.engine.prefetch import prefetch
+    from stair_es.ahead import prefetch
 
     assert list(prefetch(iter(range(1000)), 7)) == list(range(1000))
 

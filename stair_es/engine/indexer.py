@@ -22,10 +22,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from stair_es.ahead import prefetch
 from stair_es.engine.backend import Backend
 from stair_es.engine.bulk import LoadStopped, Retry, describe_doc, engine_reason, json_default, send
 from stair_es.engine.mappings import CAPTION_FIELD, IMAGE_FIELD, TEXT_FIELD, IndexMeta
-from stair_es.engine.prefetch import prefetch
 from stair_es.engine.relax import LoadSettings
 from stair_es.errors import DocumentRejected, EngineError, ModelError, StairError
 from stair_es.sparse import (

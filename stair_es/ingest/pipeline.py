@@ -19,13 +19,14 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from stair_es.ahead import map_ahead
 from stair_es.engine.indexer import Document, document_id
 from stair_es.ingest.discover import ImageItem, TextItem
 from stair_es.ingest.report import Ledger, Progress, RunReport, classify_decode_error
@@ -122,17 +123,6 @@ def _sniff(loaded: LoadedFile, data: bytes) -> None:
             loaded.mime = Image.MIME.get(img.format or "")
     except Exception:  # noqa: BLE001 - the decoder reports the real reason
         pass
-
-
-def _iter_loaded(
-    items: Iterable[ImageItem], options: PipelineOptions, pool: ThreadPoolExecutor
-) -> Iterator[Future[LoadedFile]]:
-    pending: deque[Future[LoadedFile]] = deque()
-    for item in items:
-        pending.append(pool.submit(load_file, item, options.max_file_bytes))
-        if len(pending) >= options.read_ahead:
-            yield pending.popleft()
-    yield from pending
 
 
 _END = object()
@@ -247,7 +237,9 @@ def index_images(
         """Files to decode: read, hashed, not yet indexed, not seen earlier in this run."""
         usable = (item for item in items if _usable(item, fail))
         chunk: list[LoadedFile] = []
-        for future in _iter_loaded(usable, options, pool):
+        for future in map_ahead(
+            pool, partial(load_file, max_bytes=options.max_file_bytes), usable, options.read_ahead
+        ):
             t = time.perf_counter()
             loaded = future.result()
             clock.add("read", t)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from stair_es.ahead import map_ahead
 from stair_es.errors import UsageError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]  # noqa: UP007
@@ -348,14 +348,9 @@ def iter_decoded(
         pixels, error = decode_to_pixels(source, spec, max_pixels)
         return DecodedItem(index, source, pixels, error, time.perf_counter() - start)
 
-    pending: deque[Future[DecodedItem]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stair-decode") as pool:
-        for index, source in enumerate(sources):
-            pending.append(pool.submit(work, index, source))
-            if len(pending) >= max(prefetch, workers):
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        for future in map_ahead(pool, work, enumerate(sources), max(prefetch, workers), star=True):
+            yield future.result()
 
 
 # Truncated files are an error by default (reported per item); callers opting in get partial images.

@@ -1,10 +1,13 @@
-"""Run an iterator in a background thread, a bounded number of items ahead of its consumer."""
+"""Work that runs ahead of its consumer, bounded: one place for the pattern the indexer, the image
+decoder and the ingest reader all use (results always come back in input order)."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,3 +61,20 @@ def prefetch(items: Iterator[T], ahead: int) -> Generator[T, None, None]:
     finally:
         stop.set()
         thread.join()
+
+
+def map_ahead(
+    pool: Executor, fn: Callable[..., T], items: Iterable[Any], ahead: int, *, star: bool = False
+) -> Iterator[Future[T]]:
+    """``pool.submit(fn, item)`` for each item (``fn(*item)`` with ``star``), keeping at most
+    ``ahead`` submitted but not yet handed out; yields the futures in input order.
+
+    Why futures, not results: a caller can time how long it waits on each (the ingest report's
+    read/decode stages), and order stays stable for reproducible ids and batches.
+    """
+    pending: deque[Future[T]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, *item) if star else pool.submit(fn, item))
+        if len(pending) >= max(ahead, 1):
+            yield pending.popleft()
+    yield from pending
