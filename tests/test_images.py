@@ -175,3 +175,20 @@ def test_iter_decoded_keeps_order_and_reports_failures(tmp_path: Path) -> None:
         it.pixels is not None and it.pixels.shape == (3, 16, 16) for i, it in enumerate(items) if i != 3
     )
     assert len(list_image_files(tmp_path)) == 8
+
+
+def test_decode_failures_carry_their_kind(tmp_path) -> None:
+    """The kind is set where the failure happens, not read back from the message's wording."""
+    from stair_es.ingest.testing import make_messy_folder
+    from stair_es.runtime.images import ImageDecodeError, decode_image, iter_decoded
+
+    folder = make_messy_folder(tmp_path / "messy", num_images=2)
+    decodable = {p: k for p, k in folder.bad.items() if k != "empty"}  # empty files stop at reading
+    for path, kind in decodable.items():
+        with pytest.raises(ImageDecodeError) as raised:
+            decode_image(str(path))
+        assert raised.value.kind == kind, path
+    spec = ImagePreprocessing(size=(16, 16))
+    items = list(iter_decoded(list(map(str, decodable)), spec))
+    assert [item.kind for item in items] == list(decodable.values())
+    assert decode_image(_bytes(_gradient(8, 8), "PNG")).size == (8, 8)

@@ -289,7 +289,7 @@ def index_images(
             sync()
             if not result.ok:
                 reason = _strip_source(result.error or "")
-                kind = classify_decode_error(reason)
+                kind = result.kind or classify_decode_error(reason)  # an encoder of another make: words
                 fail(loaded.item.display, kind, reason, "decode", content_hash=loaded.content_hash)
                 continue
             doc = _image_document(loaded, result.vector)

@@ -18,7 +18,6 @@ import numpy as np
 
 from stair_es.ingest.discover import ImageItem
 from stair_es.ingest.pipeline import _strip_source, load_file
-from stair_es.ingest.report import classify_decode_error
 
 # Every stage emits every column (Ray Data concatenates blocks, which must share one schema).
 SCHEMA: dict[str, type] = {
@@ -132,7 +131,7 @@ def decode(
 ) -> dict[str, np.ndarray]:
     """Read the file again, check it is the one hashed, decode and preprocess (CPU task)."""
     from stair_es.process import quiet_bomb_warnings
-    from stair_es.runtime.images import ImagePreprocessing, decode_to_pixels
+    from stair_es.runtime.images import ImagePreprocessing, try_load_pixels
 
     quiet_bomb_warnings()  # a Ray worker process is ours, as the CLI's is
 
@@ -156,13 +155,13 @@ def decode(
                 extra = json.dumps({"content_hash": row["content_hash"]})
                 row["extra"] = extra
             else:
-                pixels, error = decode_to_pixels(data, preprocessing, max_pixels)
-                if error is not None:
-                    reason = _strip_source(error)
+                pixels, failure = try_load_pixels(data, preprocessing, max_pixels)
+                if failure is not None:
+                    reason = _strip_source(str(failure))
                     extra = json.dumps({"content_hash": row["content_hash"]})
                     row.update(
                         status="failed",
-                        kind=classify_decode_error(reason),
+                        kind=failure.kind,
                         reason=reason,
                         stage="decode",
                         extra=extra,

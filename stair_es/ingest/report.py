@@ -37,7 +37,8 @@ STAGES = ("read", "lookup", "decode_wait", "inference", "index")
 
 
 def classify_decode_error(reason: str) -> str:
-    """Failure kind of a runtime decode message (stair_es.runtime.images.decode_image wording)."""
+    """Failure kind of a decode message given only as text (an encoder that is not stair-es's own):
+    stair-es's decoder says the kind itself (``ImageDecodeError.kind``, ``ImageResult.kind``)."""
     text = reason.lower()
     if "decompression" in text:
         return "bomb"

@@ -52,6 +52,7 @@ class ImageResult:
     source: object
     vector: SparseVector | None
     error: str | None = None
+    kind: str | None = None  # why it failed (stair_es.runtime.images.ImageDecodeError.kind)
 
     @property
     def ok(self) -> bool:
@@ -185,7 +186,7 @@ class Encoder:
             images, batch_size=batch_size, top_k=top_k, min_weight=min_weight
         ):
             if result.error is not None:
-                raise ImageDecodeError(result.error)
+                raise ImageDecodeError(result.error, result.kind or "decode")
             vectors.append(result.vector)  # type: ignore[arg-type]
         return vectors
 
@@ -269,7 +270,7 @@ class Encoder:
                 stats.decode_seconds += item.seconds
                 if item.error is not None:
                     stats.failures += 1
-                    failed.append(ImageResult(item.index, item.source, None, item.error))
+                    failed.append(ImageResult(item.index, item.source, None, item.error, item.kind))
                 else:
                     batch.append(item)
                 if len(batch) >= batch_size:

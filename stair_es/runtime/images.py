@@ -45,7 +45,16 @@ RESIZE_MODES = ("shortest", "squash")
 
 
 class ImageDecodeError(UsageError):
-    """One image could not be decoded or is refused; the message names the source."""
+    """One image could not be decoded or is refused; the message names the source.
+
+    ``kind`` is what went wrong, decided where it went wrong (never read back from the wording):
+    ``missing``, ``not_an_image``, ``corrupt``, ``bomb`` or ``decode`` (anything else). The ingest
+    report and the failures file use these names.
+    """
+
+    def __init__(self, message: str, kind: str = "decode") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -197,15 +206,15 @@ def decode_image(
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{name}: refused as a decompression bomb ({exc})") from exc
+        raise ImageDecodeError(f"{name}: refused as a decompression bomb ({exc})", "bomb") from exc
     except FileNotFoundError as exc:
-        raise ImageDecodeError(f"{name}: file not found") from exc
+        raise ImageDecodeError(f"{name}: file not found", "missing") from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(f"{name}: not a recognised image format") from exc
+        raise ImageDecodeError(f"{name}: not a recognised image format", "not_an_image") from exc
     except OSError as exc:  # truncated or corrupt data, unreadable file
-        raise ImageDecodeError(f"{name}: cannot decode ({exc})") from exc
+        raise ImageDecodeError(f"{name}: cannot decode ({exc})", "corrupt") from exc
     except (ValueError, SyntaxError, MemoryError) as exc:
-        raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})") from exc
+        raise ImageDecodeError(f"{name}: cannot decode ({type(exc).__name__}: {exc})", "corrupt") from exc
 
 
 def _check_pixels(img: Image.Image, max_pixels: int | None, name: str) -> None:
@@ -214,7 +223,8 @@ def _check_pixels(img: Image.Image, max_pixels: int | None, name: str) -> None:
     if max_pixels is not None and pixels > max_pixels:
         raise ImageDecodeError(
             f"{name}: {img.width}x{img.height} = {pixels:,} pixels exceeds the decompression-bomb limit "
-            f"of {max_pixels:,} (raise max_pixels / --max-image-pixels if the file is trusted)"
+            f"of {max_pixels:,} (raise max_pixels / --max-image-pixels if the file is trusted)",
+            "bomb",
         )
 
 
@@ -297,12 +307,21 @@ def decode_to_pixels(
     source: ImageSource, spec: ImagePreprocessing, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray | None, str | None]:
     """:func:`load_pixels` that never raises: ``(pixels, None)`` or ``(None, one-line reason)``."""
+    pixels, failure = try_load_pixels(source, spec, max_pixels)
+    return pixels, None if failure is None else str(failure)
+
+
+def try_load_pixels(
+    source: ImageSource, spec: ImagePreprocessing, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray | None, ImageDecodeError | None]:
+    """:func:`load_pixels` that never raises: ``(pixels, None)`` or ``(None, the error)``, whose
+    ``kind`` says what went wrong."""
     try:
         return load_pixels(source, spec, max_pixels), None
     except ImageDecodeError as exc:
-        return None, str(exc)
+        return None, exc
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill the batch
-        return None, f"{describe_source(source)}: unexpected {type(exc).__name__}: {exc}"
+        return None, ImageDecodeError(f"{describe_source(source)}: unexpected {type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -314,6 +333,7 @@ class DecodedItem:
     pixels: np.ndarray | None
     error: str | None
     seconds: float
+    kind: str | None = None  # ImageDecodeError.kind when it failed
 
 
 @dataclass
@@ -345,8 +365,9 @@ def iter_decoded(
 
     def work(index: int, source: ImageSource) -> DecodedItem:
         start = time.perf_counter()
-        pixels, error = decode_to_pixels(source, spec, max_pixels)
-        return DecodedItem(index, source, pixels, error, time.perf_counter() - start)
+        pixels, failure = try_load_pixels(source, spec, max_pixels)
+        error, kind = (None, None) if failure is None else (str(failure), failure.kind)
+        return DecodedItem(index, source, pixels, error, time.perf_counter() - start, kind)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stair-decode") as pool:
         for future in map_ahead(pool, work, enumerate(sources), max(prefetch, workers), star=True):

@@ -68,7 +68,6 @@ def decode_for_training(
     paths: Sequence[Path], preprocessor_config: dict[str, Any]
 ) -> tuple[dict[Path, np.ndarray], list[ImageFailure]]:
     """Preprocessed pixels per readable image, and a failure (kind + one-line reason) per other one."""
-    from stair_es.ingest.report import classify_decode_error
     from stair_es.runtime.images import ImageDecodeError, decode_image
 
     decoded: dict[Path, np.ndarray] = {}
@@ -77,7 +76,7 @@ def decode_for_training(
         try:
             decoded[path] = preprocess_image(decode_image(str(path)), preprocessor_config)
         except ImageDecodeError as exc:
-            failures.append(ImageFailure(str(path), classify_decode_error(str(exc)), str(exc)))
+            failures.append(ImageFailure(str(path), exc.kind, str(exc)))
     return decoded, failures
 
 

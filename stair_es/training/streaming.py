@@ -149,7 +149,6 @@ class _DecodeDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[int, np.ndarray | None, ImageFailure | None]:
-        from stair_es.ingest.report import classify_decode_error
         from stair_es.runtime.images import ImageDecodeError, decode_image
 
         index, number = key
@@ -157,7 +156,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
         try:
             image = decode_image(path)
         except ImageDecodeError as exc:
-            return index, None, ImageFailure(path, classify_decode_error(str(exc)), str(exc))
+            return index, None, ImageFailure(path, exc.kind, str(exc))
         if self.augment:
             image = random_crop(image, np.random.default_rng([self.seed, number, index, 13]))
         return index, preprocess_image(image, self.config), None
