@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import click
 
 from stair_es.engine.config import DEFAULT_IMAGE_INDEX, DEFAULT_TEXT_INDEX
+from stair_es.engine.filters import FILTER_HELP
 from stair_es.engine.modes import TEXT_ONLY_MODES, USER_MODES
 from stair_es_cli.common import (
     EngineOptions,
@@ -33,8 +33,6 @@ from stair_es_cli.common import (
 EXIT_NO_HITS = 1
 MODE_CHOICES = tuple(m for m in USER_MODES if m != "hybrid")  # hybrid is --hybrid
 TARGET_INDEX = {"image": DEFAULT_IMAGE_INDEX, "both": DEFAULT_IMAGE_INDEX, "text": DEFAULT_TEXT_INDEX}
-_FILTER_RE = re.compile(r"^([^=<>!]+?)\s*(>=|<=|!=|=|>|<)(.*)$")
-_RANGE_OPS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}
 
 SEARCH_EXIT_HELP = f"""
 \b
@@ -79,46 +77,11 @@ def strict_json(data: Any) -> str:
 # filters
 
 
-def _filter_value(text: str) -> Any:
-    """JSON scalars (numbers, true/false, quoted strings) as such; anything else as a string."""
-    text = text.strip()
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, (int, float, str, bool)) else text
-
-
 def parse_filters(expressions: tuple[str, ...], raw_json: str | None) -> list[dict[str, Any]]:
-    """``field=value`` (repeat a field for OR), ``field!=value``, ``field>=n`` ... plus raw DSL JSON."""
-    from stair_es.errors import UsageError
+    """``--filter`` / ``--filter-json`` (the language: :mod:`stair_es.engine.filters`)."""
+    from stair_es.engine.filters import parse_filters as parse
 
-    terms: dict[str, list[Any]] = {}
-    clauses: list[dict[str, Any]] = []
-    for expression in expressions:
-        match = _FILTER_RE.match(expression)
-        if not match or not match.group(1).strip():
-            raise UsageError(f"--filter {expression!r}: expected FIELD=VALUE, FIELD!=VALUE or FIELD>=N")
-        name, op, value = match.group(1).strip(), match.group(2), _filter_value(match.group(3))
-        if op == "=":
-            terms.setdefault(name, []).append(value)
-        elif op == "!=":
-            clauses.append({"bool": {"must_not": [{"term": {name: value}}]}})
-        else:
-            clauses.append({"range": {name: {_RANGE_OPS[op]: value}}})
-    for name, values in terms.items():
-        clauses.insert(0, {"term": {name: values[0]}} if len(values) == 1 else {"terms": {name: values}})
-    if raw_json:
-        try:
-            parsed = json.loads(raw_json)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--filter-json is not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(parsed, (dict, list)):
-            raise UsageError("--filter-json must be a JSON object (a query clause) or a list of them")
-        from stair_es.engine.query import normalize_filters
-
-        clauses += normalize_filters(parsed)
-    return clauses
+    return parse(expressions, raw_json, flag="--filter", json_flag="--filter-json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +238,7 @@ def map_to_dict(source: str, vec: Any, top: int | None) -> dict[str, Any]:
     "--filter",
     "filters",
     multiple=True,
-    help="FIELD=VALUE (repeat a field for OR), FIELD!=VALUE, FIELD>=N, FIELD<N ... e.g. modality=image.",
+    help=f"{FILTER_HELP}, e.g. modality=image.",
 )
 @click.option("--filter-json", default=None, help="Raw filter clause(s) as JSON (query DSL).")
 @click.option(

@@ -219,3 +219,16 @@ def test_queries_are_encoded_off_the_event_loop():
     waited, status = asyncio.run(scenario())
     assert waited < 1.0, f"the page waited {waited:.2f}s for an encoding in progress"
     assert status == 503  # encoded, then the engine was not there
+
+
+def test_the_api_and_the_cli_speak_one_filter_language():
+    """The API split on the first '=': ``width>=100`` became a term on a field named 'width>'
+    (nothing matched, silently); it now parses like the CLI's --filter."""
+    from stair_es_cli.search_cmd import parse_filters as cli_parse_filters
+
+    expressions = ["modality=image", "user.year=2020", "width>=100", "height<50", "mime!=image/gif"]
+    api = parse_filters(expressions, '{"exists": {"field": "caption"}}')
+    assert api == cli_parse_filters(tuple(expressions), '{"exists": {"field": "caption"}}')
+    assert {"range": {"width": {"gte": 100}}} in api and {"term": {"user.year": 2020}} in api
+    with pytest.raises(UsageError, match="^filter 'novalue': expected"):
+        parse_filters(["novalue"], None)

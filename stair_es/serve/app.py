@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from stair_es import __version__
+from stair_es.engine.filters import FILTER_HELP
 from stair_es.errors import StairError, require
 from stair_es.serve.service import PAGE_MODES, ApiError, SearchService, http_status
 
@@ -142,7 +143,7 @@ def create_app(service: SearchService) -> Any:
         "mode": Query("exact", description=" | ".join(PAGE_MODES)),
         "k": Query(20, ge=1, le=100, description="hits per page"),
         "page": Query(1, ge=1),
-        "filter": Query([], description="FIELD=VALUE or FIELD!=VALUE, repeatable"),
+        "filter": Query([], description=FILTER_HELP + ", repeatable"),
         "filter_json": Query(None, description="raw query-DSL filter clause(s)"),
         "target": Query("image", description="image | text | both"),
         "explain": Query(True),

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stair_es.engine import filters as engine_filters
 from stair_es.engine.config import ConnectionConfig
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta
 from stair_es.engine.modes import TEXT_ONLY_MODES, USER_MODES
-from stair_es.engine.query import QueryOptions, normalize_filters
+from stair_es.engine.query import QueryOptions
 from stair_es.errors import EngineError, ModelError, StairError, UsageError
 from stair_es.serve.thumbs import ThumbnailStore
 from stair_es.sparse import SparseVector, decode_feature_name, unshift_weight
@@ -467,31 +468,5 @@ def parse_token_map(text: str) -> SparseVector:
 
 
 def parse_filters(expressions: Sequence[str], raw_json: str | None) -> list[dict[str, Any]]:
-    """``FIELD=VALUE`` (repeat a field for OR) and ``FIELD!=VALUE``, plus raw query-DSL JSON."""
-    import json
-
-    terms: dict[str, list[str]] = {}
-    clauses: list[dict[str, Any]] = []
-    for expression in expressions:
-        negate = "!=" in expression
-        name, sep, value = expression.partition("!=" if negate else "=")
-        if not sep or not name.strip():
-            raise UsageError(f"filter {expression!r}: expected FIELD=VALUE or FIELD!=VALUE")
-        if negate:
-            clauses.append({"bool": {"must_not": [{"term": {name.strip(): value.strip()}}]}})
-        else:
-            terms.setdefault(name.strip(), []).append(value.strip())
-    for name, values in terms.items():
-        clauses.insert(0, {"term": {name: values[0]}} if len(values) == 1 else {"terms": {name: values}})
-    if raw_json:
-        try:
-            parsed = json.loads(raw_json)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"filter_json is not valid JSON ({exc.msg})") from exc
-        if not isinstance(parsed, (dict, list)):
-            raise UsageError("filter_json must be a JSON object (a query clause) or a list of them")
-        try:
-            clauses += normalize_filters(parsed)
-        except TypeError as exc:
-            raise UsageError(f"filter_json: {exc}") from exc
-    return clauses
+    """The API's ``filter`` / ``filter_json``: the CLI's language (:mod:`stair_es.engine.filters`)."""
+    return engine_filters.parse_filters(expressions, raw_json, flag="filter", json_flag="filter_json")
