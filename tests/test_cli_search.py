@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from stair_es.engine.explain import TokenContribution
 from stair_es.engine.query import QueryPlan
-from stair_es.engine.search import Hit, SearchResult, TokenContribution
+from stair_es.engine.search import Hit, SearchResult
 from stair_es.errors import UsageError
 from stair_es.sparse import SparseVector
 from stair_es_cli.main import main

@@ -181,7 +181,7 @@ def test_filter_shorthand_and_dsl_passthrough() -> None:
 
 
 def test_explanations_parse_the_engines_linear_clauses() -> None:
-    from stair_es.engine.search import explain, explain_from_engine
+    from stair_es.engine.explain import explain, explain_from_engine
 
     def linear(field: str, feature: str, w: float, s: float) -> dict:
         return {
@@ -234,7 +234,7 @@ def test_compact_index_queries_carry_the_shift_in_their_boosts() -> None:
 
 
 def test_explanations_undo_the_compact_shift() -> None:
-    from stair_es.engine.search import explain, explain_from_engine
+    from stair_es.engine.explain import explain, explain_from_engine
 
     stored = 1.5 * 2.0**-112
     tree = {

@@ -19,18 +19,11 @@ from stair_es.engine.backend import Backend, ClusterInfo, detect
 from stair_es.engine.bulk import LoadStopped
 from stair_es.engine.config import ENV_VARS, ConnectionConfig
 from stair_es.engine.connection import connect
+from stair_es.engine.explain import TokenContribution, explain
 from stair_es.engine.indexer import Document, Indexer, IndexerOptions, IndexSummary, document_id
 from stair_es.engine.mappings import IMAGE_FIELD, TEXT_FIELD, IndexMeta, ModelMeta, index_body
 from stair_es.engine.query import MODES, QueryOptions, QueryPlan, build_query
-from stair_es.engine.search import (
-    Encoder,
-    Hit,
-    QueryEncoder,
-    Searcher,
-    SearchResult,
-    TokenContribution,
-    explain,
-)
+from stair_es.engine.search import Encoder, Hit, QueryEncoder, Searcher, SearchResult
 
 __all__ = [
     "ENV_VARS",
