@@ -82,7 +82,7 @@ def encode(
     """
     from stair_es.errors import UsageError
     from stair_es.runtime import load_encoder
-    from stair_es.runtime.files import walk_image_files
+    from stair_es.runtime.files import relative_key, walk_image_files
     from stair_es_cli.common import resolve_model_path
 
     text_items = [(f"text-{i}", t) for i, t in enumerate(texts)]
@@ -95,7 +95,7 @@ def encode(
         if not root.is_dir():
             raise UsageError(f"{root}: not a directory")
         for path, error in walk_image_files(root):
-            (unlisted if error else image_items).append((_relative(path, root), error or str(path)))
+            (unlisted if error else image_items).append((relative_key(path, root), error or str(path)))
     if not text_items and not image_items and not unlisted:
         raise UsageError("nothing to encode: give --text, --texts-file, --image or --images-dir")
 
@@ -165,13 +165,6 @@ def encode(
         where = f"; listed in {failures}" if failures else ""
         click.echo(f"{failed} of {len(image_items) + len(unlisted)} images failed{where}", err=True)
         sys.exit(1)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _describe(encoder: Any, tower: str) -> None:

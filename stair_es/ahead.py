@@ -64,17 +64,17 @@ def prefetch(items: Iterator[T], ahead: int) -> Generator[T, None, None]:
 
 
 def map_ahead(
-    pool: Executor, fn: Callable[..., T], items: Iterable[Any], ahead: int, *, star: bool = False
+    pool: Executor, fn: Callable[[Any], T], items: Iterable[Any], ahead: int
 ) -> Iterator[Future[T]]:
-    """``pool.submit(fn, item)`` for each item (``fn(*item)`` with ``star``), keeping at most
-    ``ahead`` submitted but not yet handed out; yields the futures in input order.
+    """``pool.submit(fn, item)`` for each item, keeping at most ``ahead`` submitted but not yet
+    handed out; yields the futures in input order.
 
     Why futures, not results: a caller can time how long it waits on each (the ingest report's
     read/decode stages), and order stays stable for reproducible ids and batches.
     """
     pending: deque[Future[T]] = deque()
     for item in items:
-        pending.append(pool.submit(fn, *item) if star else pool.submit(fn, item))
+        pending.append(pool.submit(fn, item))
         if len(pending) >= max(ahead, 1):
             yield pending.popleft()
     yield from pending

@@ -97,9 +97,7 @@ class AsyncBackend:
         try:
             resp = await coro
         except Exception as exc:  # noqa: BLE001 - translated, chained
-            raise core.engine_error(
-                what, exc, self.info.describe(), status=core.error_status(exc), user_input=_user_input
-            ) from exc
+            raise core.engine_error(what, exc, self.info.describe(), user_input=_user_input) from exc
         return core.body_of(resp)
 
     async def load_capabilities(self) -> None:

@@ -1,8 +1,9 @@
 """One small interface over opensearch-py and elasticsearch-py.
 
 ``connect`` (:mod:`stair_es.engine.connection`) asks the cluster what it is (``GET /`` over plain
-urllib3, because elasticsearch-py refuses OpenSearch servers) and returns the matching adapter. Everything above this module (indexer, query
-builder, searcher) talks only to :class:`Backend`, with request bodies as plain dicts.
+urllib3, because elasticsearch-py refuses OpenSearch servers) and returns the matching adapter.
+Everything above this module (indexer, query builder, searcher) talks only to :class:`Backend`,
+with request bodies as plain dicts.
 """
 
 from __future__ import annotations

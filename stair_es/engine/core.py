@@ -38,10 +38,11 @@ def error_reason(exc: BaseException) -> str:
 
 
 def engine_error(
-    what: str, exc: BaseException, where: str, *, status: int | None, user_input: bool = False
+    what: str, exc: BaseException, where: str, *, status: int | None = None, user_input: bool = False
 ) -> EngineError:
     """One line for a failed request (an HTTP 400 to a request built from user input is an
-    :class:`EngineRejectedInput`)."""
+    :class:`EngineRejectedInput`); ``status`` defaults to :func:`error_status` of ``exc``."""
+    status = status if status is not None else error_status(exc)
     reason = error_reason(exc)
     http = f" (HTTP {status})" if status else ""
     kind = EngineRejectedInput if user_input and status == 400 else EngineError

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stair_es.errors import UsageError
-from stair_es.runtime.files import IMAGE_EXTENSIONS, walk_image_files
+from stair_es.runtime.files import IMAGE_EXTENSIONS, relative_key, walk_image_files
 
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv"})
 PATH_KEYS = ("image", "path", "file", "filepath", "image_path", "filename")
@@ -122,18 +122,11 @@ def discover_images(inputs: Iterable[str | os.PathLike[str]], caption_from: str 
 def _folder_items(root: Path, caption_from: str) -> Iterator[ImageItem]:
     use_sidecar = caption_from in ("auto", "sidecar")
     for path, error in walk_image_files(root):
-        key = _relative_key(path, root)
+        key = relative_key(path, root)
         if error is not None:
             yield ImageItem(key=key, path=path, error=error, kind="unreadable")
         else:
             yield _with_sidecar(ImageItem(key=key, path=path), use_sidecar)
-
-
-def _relative_key(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _with_sidecar(item: ImageItem, use_caption: bool) -> ImageItem:

@@ -52,6 +52,15 @@ def walk_image_files(root: str | os.PathLike[str]) -> Iterator[tuple[Path, str |
         yield Path(error.filename or root), f"cannot list folder ({error.strerror or error})"
 
 
+def relative_key(path: Path, root: Path) -> str:
+    """``path`` below ``root`` in posix form (an id that does not depend on the mount point), or
+    the whole path when it is not below it (a symlinked folder elsewhere)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def list_image_files(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Image files under a folder (:func:`walk_image_files`), sorted by path for reproducible ids.
 

@@ -363,14 +363,15 @@ def iter_decoded(
     """
     workers = workers or default_workers()
 
-    def work(index: int, source: ImageSource) -> DecodedItem:
+    def work(numbered: tuple[int, ImageSource]) -> DecodedItem:
+        index, source = numbered
         start = time.perf_counter()
         pixels, failure = try_load_pixels(source, spec, max_pixels)
         error, kind = (None, None) if failure is None else (str(failure), failure.kind)
         return DecodedItem(index, source, pixels, error, time.perf_counter() - start, kind)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stair-decode") as pool:
-        for future in map_ahead(pool, work, enumerate(sources), max(prefetch, workers), star=True):
+        for future in map_ahead(pool, work, enumerate(sources), max(prefetch, workers)):
             yield future.result()
 
 
