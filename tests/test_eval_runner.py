@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stair_es.eval import LabelledSet, RetrievalSet, average_vectors, evaluate_retrieval, evaluate_zeroshot
-from stair_es.runtime.encoder import ImageResult
+from stair_es.runtime.results import ImageResult
 from stair_es.sparse import SparseVector
 
 

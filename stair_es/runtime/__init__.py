@@ -4,9 +4,10 @@ Nothing in this package imports torch (tests/test_runtime_no_torch.py checks it)
 search hosts only need onnxruntime, tokenizers, Pillow and numpy.
 """
 
-from stair_es.runtime.encoder import Encoder, ImageResult, StreamStats, load_encoder
+from stair_es.runtime.encoder import Encoder, load_encoder
 from stair_es.runtime.images import ImageDecodeError, ImagePreprocessing, decode_image, load_pixels
 from stair_es.runtime.manifest import MANIFEST_NAME, Manifest
+from stair_es.runtime.results import ImageResult, StreamStats
 from stair_es.runtime.sessions import ProviderInfo, create_session
 from stair_es.runtime.tokenizer import TextTokenizer
 

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from stair_es.runtime.images import (
     iter_decoded,
 )
 from stair_es.runtime.manifest import Manifest
+from stair_es.runtime.results import ImageResult, StreamStats
 from stair_es.runtime.sessions import (
     ProviderInfo,
     create_session,
@@ -42,47 +42,6 @@ from stair_es.sparse import SparseVector
 logger = logging.getLogger(__name__)
 _DEFAULT: Any = object()  # "use the manifest's pruning default"
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
-
-
-@dataclass
-class ImageResult:
-    """One streamed image: a vector, or the one-line reason it failed (never both)."""
-
-    index: int
-    source: object
-    vector: SparseVector | None
-    error: str | None = None
-    kind: str | None = None  # why it failed (stair_es.runtime.images.ImageDecodeError.kind)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class StreamStats:
-    """Where the time of a streaming run went (decode seconds are summed over worker threads)."""
-
-    items: int = 0
-    failures: int = 0
-    batches: int = 0
-    decode_seconds: float = 0.0
-    inference_seconds: float = 0.0
-    waiting_for_decode_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "items": self.items,
-            "failures": self.failures,
-            "batches": self.batches,
-            "decode_cpu_seconds": round(self.decode_seconds, 4),
-            "inference_seconds": round(self.inference_seconds, 4),
-            "waiting_for_decode_seconds": round(self.waiting_for_decode_seconds, 4),
-            "wall_seconds": round(self.wall_seconds, 4),
-            "items_per_s": round(self.items / self.wall_seconds, 2) if self.wall_seconds else 0.0,
-        }
 
 
 class Encoder:
